@@ -1,0 +1,431 @@
+"""``apo convert``: every model file in a registry becomes a validated ONNX artifact plus a manifest.
+
+``run()`` yields one ``ManifestEntry`` per model as it finishes (ok or failed); the CLI owns
+progress and rendering. One model's failure, whatever it is, becomes a failed entry for that model
+only. The manifest is rewritten atomically as work completes, so an interrupted run leaves a
+readable manifest that the next run completes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alphapulse_onnx import __version__, conversion, datafiles, loading, parity, probing, runtime
+from alphapulse_onnx import manifest as manifest_io
+from alphapulse_onnx._fsutil import atomic_write_bytes, sha256_bytes, sha256_file
+from alphapulse_onnx.errors import ApoError, InputError
+from alphapulse_onnx.lock import OutputLock
+from alphapulse_onnx.manifest import ArtifactInfo, Manifest, ManifestEntry, SourceInfo
+from alphapulse_onnx.signature import infer
+
+MANIFEST_WRITE_INTERVAL_S = 2.0
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    registry: Path
+    out: Path | None = None
+    sample: Path | None = None
+    opset: int | None = None
+    tolerance: parity.Tolerance = field(default_factory=parity.Tolerance)
+    force: bool = False
+    policy: loading.TrustPolicy = loading.DEFAULT_POLICY
+    plugins: tuple[str, ...] = ()
+    jobs: int = 1
+    probe_rows: int = probing.DEFAULT_ROWS
+
+    @property
+    def registry_root(self) -> Path:
+        return self.registry if self.registry.is_dir() else self.registry.parent
+
+    @property
+    def out_dir(self) -> Path:
+        return self.out if self.out is not None else self.registry_root / "onnx"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / manifest_io.MANIFEST_NAME
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    path: Path
+    rel: str  # POSIX path relative to the registry root
+    name: str
+    artifact_rel: str  # POSIX path relative to the out folder
+
+
+def discover(options: ConvertOptions) -> list[ModelRef]:
+    """Model files of the registry, named by stem unless two share one (then by relative path)."""
+    registry = options.registry
+    if not registry.exists():
+        raise InputError("no such file or folder", path=registry)
+    if registry.is_file():
+        if registry.suffix.lower() not in loading.MODEL_SUFFIXES:
+            raise InputError(
+                f"not a model file (expected {', '.join(loading.MODEL_SUFFIXES)})", path=registry
+            )
+        files = [registry]
+    else:
+        out = options.out_dir.resolve()
+        files = [p for p in loading.iter_model_files(registry) if out not in p.resolve().parents]
+    root = options.registry_root
+    rels = [p.relative_to(root).as_posix() for p in files]
+    stems: dict[str, int] = {}
+    for rel in rels:
+        stem = Path(rel).stem
+        stems[stem] = stems.get(stem, 0) + 1
+    without_suffix: dict[str, int] = {}
+    for rel in rels:
+        key = rel.rsplit(".", 1)[0]
+        without_suffix[key] = without_suffix.get(key, 0) + 1
+    refs = []
+    for path, rel in zip(files, rels, strict=True):
+        stem_rel = rel.rsplit(".", 1)[0]
+        name = Path(rel).stem if stems[Path(rel).stem] == 1 else stem_rel
+        # a.joblib and a.pkl side by side would share a.onnx: keep the suffix for those.
+        artifact = f"{stem_rel}.onnx" if without_suffix[stem_rel] == 1 else f"{rel}.onnx"
+        if without_suffix[stem_rel] > 1:
+            name = rel
+        refs.append(ModelRef(path=path, rel=rel, name=name, artifact_rel=artifact))
+    return refs
+
+
+def build_key(options: ConvertOptions, sample_sha: str | None) -> str:
+    """What, besides the source file, decides an artifact: unchanged key + source = reusable."""
+    payload = {
+        "apo": __version__,
+        "opset": options.opset or conversion.target_opset(),
+        "tolerance": options.tolerance.to_json(),
+        "sample": sample_sha,
+        "probe_rows": options.probe_rows,
+        "plugins": sorted(options.plugins),
+        "onnxruntime": runtime.version(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything one worker needs for one model (picklable for process pools)."""
+
+    ref: ModelRef
+    options: ConvertOptions
+    out_dir: Path
+    key: str
+    sample: tuple[np.ndarray, list[str] | None] | None
+    runnable: tuple[str, ...]
+
+
+def _source_info(ref: ModelRef, sha: str, stat: os.stat_result, **extra: Any) -> SourceInfo:
+    return SourceInfo(path=ref.rel, sha256=sha, size_bytes=stat.st_size, mtime_ns=stat.st_mtime_ns,
+                      **extra)  # fmt: skip
+
+
+def _failed(ref: ModelRef, source: SourceInfo, stage: str, message: str, **extra: Any) -> ManifestEntry:
+    return ManifestEntry(name=ref.name, status="failed", source=source, stage=stage, error=message,
+                         **extra)  # fmt: skip
+
+
+def _reusable(previous: ManifestEntry | None, sha: str, key: str, out_dir: Path) -> bool:
+    if previous is None or not previous.ok or previous.artifact is None:
+        return False
+    if previous.source.sha256 != sha or previous.build_key != key:
+        return False
+    artifact = out_dir / previous.artifact.path
+    return artifact.is_file() and sha256_file(artifact) == previous.artifact.sha256
+
+
+def convert_one(job: _Job, previous: ManifestEntry | None = None) -> ManifestEntry:
+    """Load, compile, check and write one model; every failure becomes a failed entry."""
+    ref, options = job.ref, job.options
+    started = time.perf_counter()
+    try:
+        stat = ref.path.stat()
+        sha = sha256_file(ref.path)
+    except OSError as exc:
+        empty = SourceInfo(path=ref.rel, sha256="")
+        return _failed(ref, empty, "load", f"{ref.rel}: cannot read: {exc.strerror}")
+    source = _source_info(ref, sha, stat)
+    if not options.force and _reusable(previous, sha, job.key, job.out_dir):
+        assert previous is not None
+        return replace(previous, source=replace(previous.source, size_bytes=stat.st_size,
+                                                mtime_ns=stat.st_mtime_ns),
+                       timings={**previous.timings, "reused": 1.0})  # fmt: skip
+    stage = "load"
+    try:
+        loaded = loading.load(ref.path, options.policy)
+        source = _source_info(ref, sha, stat, format=loaded.format, estimator=loaded.estimator_type,
+                              sklearn_version=loaded.sklearn_version)  # fmt: skip
+        stage = "signature"
+        signature = infer(loaded.estimator)
+        stage = "probe"
+        probe = _probe_for(loaded.estimator, signature, job)
+        stage = "convert"
+        entry_fields = _compile_and_check(loaded, signature, probe, job, started)
+    except ApoError as exc:
+        message = str(exc) if exc.path else f"{ref.rel}: {exc}"
+        return _failed(ref, source, stage, message)
+    except Exception as exc:  # a library bug must fail this model only, and say so plainly
+        line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        return _failed(ref, source, stage,
+                       f"{ref.rel}: internal error during {stage}: {type(exc).__name__}: {line}",
+                       warnings=(traceback.format_exc(limit=3).splitlines()[-1],))  # fmt: skip
+    status, fields = entry_fields
+    warnings = tuple(loaded.warnings) + tuple(fields.pop("warnings", ()))
+    if status == "failed":
+        return _failed(ref, source, "parity", fields.pop("error"), warnings=warnings, **fields)
+    return ManifestEntry(name=ref.name, status="ok", source=source, warnings=warnings,
+                         build_key=job.key, **fields)  # fmt: skip
+
+
+def _probe_for(model: Any, signature: Any, job: _Job) -> probing.Probe:
+    if job.sample is not None:
+        X, header = job.sample
+        try:
+            rows = datafiles.select_features(X, header, signature.feature_names, signature.n_features)
+        except ApoError as exc:
+            raise InputError(f"--sample {job.options.sample}: {exc.message}") from None
+        return probing.from_sample(rows)
+    return probing.generate(model, signature.n_features, rows=job.options.probe_rows)
+
+
+def _compile_and_check(loaded: loading.LoadedModel, signature: Any, probe: probing.Probe,
+                       job: _Job, started: float) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """float32 first; when its parity fails, double precision; keep the first that passes."""
+    options = job.options
+    notes: list[str] = []
+    last: tuple[conversion.Artifact, parity.ParityReport] | None = None
+    convert_s = validate_s = 0.0
+    for precision in ("float32", "float64"):
+        t0 = time.perf_counter()
+        try:
+            artifact = conversion.convert(loaded.estimator, signature, precision=precision,
+                                          opset=options.opset)  # fmt: skip
+        except ApoError:
+            if last is None:
+                raise
+            notes.append(f"double precision could not be built: {precision}")
+            break
+        convert_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        report, providers = _check(loaded.estimator, signature, artifact, probe, job)
+        validate_s += time.perf_counter() - t0
+        last = (artifact, report)
+        if report.passed:
+            break
+        notes.append(f"{precision} parity failed ({report.reason}); trying double precision"
+                     if precision == "float32" else f"{precision} parity failed ({report.reason})")
+    assert last is not None
+    artifact, report = last
+    fields: dict[str, Any] = {
+        "task": signature.task,
+        "inputs": artifact.inputs,
+        "outputs": artifact.outputs,
+        "classes": signature.classes,
+        "feature_names": signature.feature_names,
+        "has_proba": signature.has_proba if signature.task == "classification" else None,
+        "validation": report,
+        "tolerance": options.tolerance,
+        "warnings": tuple(notes) if report.passed and artifact.precision == "float64" else (),
+    }
+    if not report.passed:
+        fields["error"] = (
+            f"{job.ref.rel}: {type(loaded.estimator).__name__}: parity failed in float32 and "
+            f"float64: {report.reason}"
+            if artifact.precision == "float64"
+            else f"{job.ref.rel}: {type(loaded.estimator).__name__}: parity failed: {report.reason}"
+        )
+        fields["warnings"] = tuple(notes)
+        return "failed", fields
+    target = job.out_dir / job.ref.artifact_rel
+    atomic_write_bytes(target, artifact.onnx_bytes)
+    fields["artifact"] = ArtifactInfo(
+        path=job.ref.artifact_rel,
+        sha256=sha256_bytes(artifact.onnx_bytes),
+        size_bytes=len(artifact.onnx_bytes),
+        opset=artifact.opset,
+        ml_opset=artifact.ml_opset,
+        precision=artifact.precision,
+    )
+    fields["providers"] = providers
+    fields["timings"] = {
+        "convert_s": round(convert_s, 4),
+        "validate_s": round(validate_s, 4),
+        "total_s": round(time.perf_counter() - started, 4),
+    }
+    return "ok", fields
+
+
+def _check(model: Any, signature: Any, artifact: conversion.Artifact, probe: probing.Probe,
+           job: _Job) -> tuple[parity.ParityReport, tuple[str, ...]]:  # fmt: skip
+    """Parity on CPU, then on every other provider that runs here; all must pass."""
+    dtype = np.float64 if artifact.precision == "float64" else np.float32
+    feeds = {"X": np.ascontiguousarray(probe.X, dtype=dtype)}
+    ran: list[str] = []
+    report: parity.ParityReport | None = None
+    for provider in job.runnable:
+        try:
+            session = runtime.make_session(artifact.onnx_bytes, [provider])
+            outputs = runtime.run(session, feeds)
+        except Exception as exc:
+            from alphapulse_onnx.errors import ConversionError
+
+            raise ConversionError(
+                f"onnxruntime ({provider}) rejected the artifact: {str(exc).splitlines()[0][:200]}"
+            ) from exc
+        current = parity.compare(model, signature, probe.X, outputs, probe=probe.kind,
+                                 precision=artifact.precision, tolerance=job.options.tolerance)  # fmt: skip
+        ran.append(provider)
+        if report is None or not current.passed:
+            report = current
+        if not current.passed:
+            break
+    assert report is not None
+    return report, tuple(ran)
+
+
+def previous_manifest(options: ConvertOptions) -> Manifest | None:
+    try:
+        return manifest_io.read(options.manifest_path)
+    except ApoError:
+        return None  # unreadable or absent: rebuild everything
+
+
+class ManifestWriter:
+    """Keeps manifest.json current as models finish: at most every couple of seconds, and at the end."""
+
+    def __init__(self, options: ConvertOptions, refs: Sequence[ModelRef],
+                 previous: Manifest | None):  # fmt: skip
+        self._path = options.manifest_path
+        self._order = [ref.name for ref in refs]
+        self._entries: dict[str, ManifestEntry] = {}
+        if previous is not None:
+            # Until a model is redone, its previous entry (and artifact) stay as they were.
+            wanted = set(self._order)
+            self._entries = {e.name: e for e in previous.models if e.name in wanted}
+        self._registry = os.path.relpath(options.registry_root.resolve(), options.out_dir.resolve())
+        self._last_write = 0.0
+
+    def add(self, entry: ManifestEntry) -> None:
+        self._entries[entry.name] = entry
+        if time.monotonic() - self._last_write >= MANIFEST_WRITE_INTERVAL_S:
+            self.flush()
+
+    def flush(self) -> Manifest:
+        models = tuple(self._entries[n] for n in self._order if n in self._entries)
+        manifest = Manifest(registry=Path(self._registry).as_posix(), models=models)
+        manifest_io.write(self._path, manifest)
+        self._last_write = time.monotonic()
+        return manifest
+
+
+def run(options: ConvertOptions) -> Iterator[ManifestEntry | int]:
+    """Convert every model; first yields the model count, then each finished entry (in order)."""
+    from alphapulse_onnx import plugins
+
+    for module in options.plugins:
+        plugins.load_plugin(module)
+    refs = discover(options)
+    if not refs:
+        raise InputError(
+            f"no model files ({', '.join(loading.MODEL_SUFFIXES)}) found", path=options.registry
+        )
+    sample = None
+    sample_sha = None
+    if options.sample is not None:
+        sample = datafiles.read_sample(options.sample)
+        sample_sha = sha256_file(options.sample)
+    out_dir = options.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with OutputLock(out_dir):
+        previous = previous_manifest(options)
+        by_name = {e.name: e for e in previous.models} if previous else {}
+        writer = ManifestWriter(options, refs, previous)
+        key = build_key(options, sample_sha)
+        runnable = tuple(runtime.runnable_providers()) or ("CPUExecutionProvider",)
+        jobs = [_Job(ref, options, out_dir, key, sample, runnable) for ref in refs]
+        yield len(jobs)
+        if options.jobs > 1 and len(jobs) > 1:
+            entries = _run_parallel(jobs, by_name, options.jobs)
+        else:
+            entries = (convert_one(job, by_name.get(job.ref.name)) for job in jobs)
+        for entry in entries:
+            writer.add(entry)
+            yield entry
+        writer.flush()
+
+
+def _run_parallel(jobs: list[_Job], previous: dict[str, ManifestEntry],
+                  workers: int) -> Iterator[ManifestEntry]:  # fmt: skip
+    """Worker processes; results are yielded in registry order, so the manifest matches a serial run.
+
+    A worker that dies (a converter segfault, an out-of-memory kill) breaks the pool: the models it
+    held fail with that reason, and the rest go on in a fresh pool.
+    """
+    import multiprocessing
+
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")
+    pending = list(range(len(jobs)))
+    done: dict[int, ManifestEntry] = {}
+    next_to_yield = 0
+    while pending:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures: dict[Future[ManifestEntry], int] = {}
+            queue = list(pending)
+            broken = False
+            while (queue or futures) and not broken:
+                while queue and len(futures) < workers * 2:
+                    i = queue.pop(0)
+                    futures[pool.submit(convert_one, jobs[i], previous.get(jobs[i].ref.name))] = i
+                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    i = futures.pop(future)
+                    try:
+                        done[i] = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        done[i] = _worker_died(jobs[i])
+                    except Exception as exc:
+                        done[i] = _worker_died(jobs[i], f"{type(exc).__name__}: {exc}")
+                    pending.remove(i)
+                while next_to_yield < len(jobs) and next_to_yield in done:
+                    yield done.pop(next_to_yield)
+                    next_to_yield += 1
+            if broken:
+                # Futures still running when the pool broke are lost with it; retry them alone.
+                for future, i in futures.items():
+                    if future.done() and not future.exception():
+                        done[i] = future.result()
+                        pending.remove(i)
+                if len(pending) and workers > 1:
+                    workers = max(1, workers)
+    while next_to_yield < len(jobs):
+        yield done.pop(next_to_yield)
+        next_to_yield += 1
+
+
+def _worker_died(job: _Job, reason: str | None = None) -> ManifestEntry:
+    source = SourceInfo(path=job.ref.rel, sha256=_safe_sha(job.ref.path))
+    message = reason or "the worker process converting it died (crash or out-of-memory kill)"
+    return _failed(job.ref, source, "convert", f"{job.ref.rel}: {message}")
+
+
+def _safe_sha(path: Path) -> str:
+    try:
+        return sha256_file(path)
+    except OSError:
+        return ""

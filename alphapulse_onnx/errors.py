@@ -1,0 +1,78 @@
+"""The error tree and exit codes: the contract that CI scripts rely on."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path
+from typing import ClassVar
+
+
+class ExitCode(IntEnum):
+    """Process exit codes, documented in the README and docs/reference/cli.md."""
+
+    OK = 0
+    FAILED = 1  # the work ran and something failed: a model, a parity or tamper check
+    USAGE = 2  # the work could not start: bad flags, missing path, unreadable data or manifest
+    INTERRUPTED = 130
+
+
+class ApoError(Exception):
+    """A failure a user can act on; its ``str`` is the one line they see."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILED
+
+    def __init__(self, message: str, *, path: Path | str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.hint = hint
+
+    def __str__(self) -> str:
+        line = f"{self.path}: {self.message}" if self.path else self.message
+        return f"{line}; hint: {self.hint}" if self.hint else line
+
+
+class InputError(ApoError):
+    """Bad input given to a command: a missing path, an unreadable data file, bad options."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ManifestError(InputError):
+    """A manifest that cannot be read or does not follow the schema."""
+
+
+class DataFileError(InputError):
+    """A data file (samples, prediction inputs) that cannot be read as rows of features."""
+
+
+class ModelLoadError(ApoError):
+    """A model file that cannot be loaded: empty, truncated, not a model, unfitted."""
+
+
+class UntrustedModelError(ModelLoadError):
+    """A model file that references code outside the allowlist; nothing of it was run."""
+
+
+class UnsupportedModelError(ApoError):
+    """An estimator that no registered converter handles."""
+
+
+class ConversionError(ApoError):
+    """A converter that failed, or produced a graph that onnx or onnxruntime reject."""
+
+
+class ParityError(ApoError):
+    """An artifact whose answers differ from its source model beyond the tolerances."""
+
+
+class TamperError(ApoError):
+    """An artifact or source whose hash no longer matches the manifest."""
+
+
+class ProviderError(ApoError):
+    """An execution provider that was asked for but does not run here."""
+
+
+class LockError(InputError):
+    """Another apo process holds the output folder."""

@@ -1,0 +1,242 @@
+"""manifest.json: dataclasses in memory, a versioned JSON document on disk (docs/reference/manifest.md).
+
+Paths inside are relative (sources to the registry, artifacts to the manifest's folder, the
+registry to the manifest's folder) so a registry can be moved or checked out elsewhere as a whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as dist_version
+from pathlib import Path
+from typing import Any, Literal
+
+from alphapulse_onnx import __version__
+from alphapulse_onnx._fsutil import atomic_write_text
+from alphapulse_onnx.errors import ManifestError
+from alphapulse_onnx.parity import ParityReport, Tolerance
+from alphapulse_onnx.signature import TensorSpec
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+Status = Literal["ok", "failed"]
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    path: str  # relative to the registry folder, POSIX separators
+    sha256: str
+    format: str | None = None
+    estimator: str | None = None  # dotted class name
+    sklearn_version: str | None = None  # the version that pickled it, when recorded
+    size_bytes: int | None = None
+    mtime_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    path: str  # relative to the manifest's folder
+    sha256: str
+    size_bytes: int
+    opset: int
+    ml_opset: int
+    precision: str  # float32 or float64
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    name: str
+    status: Status
+    source: SourceInfo
+    error: str | None = None
+    stage: str | None = None  # where a failure happened: load, signature, convert, parity, write
+    artifact: ArtifactInfo | None = None
+    task: str | None = None
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    classes: tuple[Any, ...] | None = None
+    feature_names: tuple[str, ...] | None = None
+    has_proba: bool | None = None
+    validation: ParityReport | None = None
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    providers: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    build_key: str | None = None  # hash of apo version + options: unchanged means reusable
+    session: dict[str, Any] | None = None  # tuned onnxruntime settings (apo bench)
+    bench: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        raw = asdict(self)
+        raw["inputs"] = [spec.to_json() for spec in self.inputs]
+        raw["outputs"] = [spec.to_json() for spec in self.outputs]
+        for key in ("classes", "feature_names", "providers", "warnings"):
+            if raw[key] is not None:
+                raw[key] = list(raw[key])
+        return raw
+
+    @classmethod
+    def from_json(cls, raw: Any, *, where: str) -> ManifestEntry:
+        if not isinstance(raw, dict):
+            raise ManifestError(f"{where}: a model entry is not an object")
+        try:
+            artifact = raw.get("artifact")
+            validation = raw.get("validation")
+            return cls(
+                name=str(raw["name"]),
+                status=raw["status"],
+                source=SourceInfo(**raw["source"]),
+                error=raw.get("error"),
+                stage=raw.get("stage"),
+                artifact=ArtifactInfo(**artifact) if artifact else None,
+                task=raw.get("task"),
+                inputs=tuple(TensorSpec.from_json(s) for s in raw.get("inputs") or ()),
+                outputs=tuple(TensorSpec.from_json(s) for s in raw.get("outputs") or ()),
+                classes=tuple(raw["classes"]) if raw.get("classes") is not None else None,
+                feature_names=tuple(raw["feature_names"])
+                if raw.get("feature_names") is not None
+                else None,
+                has_proba=raw.get("has_proba"),
+                validation=ParityReport.from_json(validation) if validation else None,
+                tolerance=Tolerance.from_json(raw.get("tolerance")),
+                providers=tuple(raw.get("providers") or ()),
+                timings=dict(raw.get("timings") or {}),
+                warnings=tuple(raw.get("warnings") or ()),
+                build_key=raw.get("build_key"),
+                session=raw.get("session"),
+                bench=raw.get("bench"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            name = raw.get("name", "?")
+            raise ManifestError(f"{where}: model {name!r}: bad or missing field ({exc})") from None
+
+
+def _dist(name: str) -> str | None:
+    try:
+        return dist_version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def tool_versions() -> dict[str, str | None]:
+    return {
+        "apo": __version__,
+        "python": platform.python_version(),
+        "scikit-learn": _dist("scikit-learn"),
+        "skl2onnx": _dist("skl2onnx"),
+        "onnx": _dist("onnx"),
+        "onnxruntime": _dist("onnxruntime") or _dist("onnxruntime-gpu"),
+        "numpy": _dist("numpy"),
+    }
+
+
+@dataclass(frozen=True)
+class Manifest:
+    registry: str  # the registry folder, relative to the manifest's folder
+    models: tuple[ManifestEntry, ...]
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    tool: dict[str, str | None] = field(default_factory=tool_versions)
+    machine: dict[str, Any] | None = None  # described by apo bench
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "created": self.created,
+            "registry": self.registry,
+            "tool": self.tool,
+            "machine": self.machine,
+            "models": [entry.to_json() for entry in self.models],
+        }
+
+    def entry(self, key: str) -> ManifestEntry:
+        """Look a model up by name, or by its source path relative to the registry."""
+        normalized = key.replace(os.sep, "/")
+        for entry in self.models:
+            if entry.name == normalized:
+                return entry
+        for entry in self.models:
+            source = entry.source.path
+            if normalized in (source, source.rsplit(".", 1)[0]):
+                return entry
+        names = ", ".join(e.name for e in self.models[:10])
+        raise KeyError(f"no model named {key!r} in the manifest (models: {names})")
+
+    def replace_entry(self, new: ManifestEntry) -> Manifest:
+        return replace(self, models=tuple(new if e.name == new.name else e for e in self.models))
+
+
+def registry_dir(manifest_path: Path, manifest: Manifest) -> Path:
+    return (manifest_path.parent / manifest.registry).resolve()
+
+
+def resolve_path(target: Path) -> Path:
+    """A manifest file, or a folder holding ``manifest.json``."""
+    return target / MANIFEST_NAME if target.is_dir() else target
+
+
+def read(path: Path) -> Manifest:
+    path = resolve_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(
+            "no manifest here", path=path, hint="run `apo convert REGISTRY` first"
+        ) from None
+    except OSError as exc:
+        raise ManifestError(f"cannot read the manifest: {exc.strerror}", path=path) from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"not valid JSON (line {exc.lineno}): {exc.msg}", path=path) from None
+    if not isinstance(raw, dict) or "models" not in raw:
+        raise ManifestError("not an apo manifest (no 'models' list)", path=path)
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ManifestError(
+            f"schema_version {version!r} is not supported (this apo reads {SCHEMA_VERSION})",
+            path=path,
+            hint="rebuild it with `apo convert --force`",
+        )
+    models = raw["models"]
+    if not isinstance(models, list):
+        raise ManifestError("'models' is not a list", path=path)
+    return Manifest(
+        registry=str(raw.get("registry", "..")),
+        models=tuple(ManifestEntry.from_json(m, where=str(path)) for m in models),
+        created=str(raw.get("created", "")),
+        tool=dict(raw.get("tool") or {}),
+        machine=raw.get("machine"),
+        schema_version=SCHEMA_VERSION,
+    )
+
+
+def write(path: Path, manifest: Manifest) -> None:
+    text = json.dumps(manifest.to_json(), indent=2, sort_keys=False, default=_json_default)
+    atomic_write_text(path, text + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return value.as_posix()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def python_info() -> str:
+    return sys.version.split()[0]

@@ -1,0 +1,150 @@
+"""scikit-learn against onnxruntime on the same rows: does the artifact give the same answers?
+
+Labels are compared separately from probabilities. A label may differ only where scikit-learn's own
+top two probabilities tie (to within the float rounding of the artifact's precision), since
+scikit-learn breaks ties by class order and a float32 kernel may break them the other way.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from alphapulse_onnx.signature import InputSignature
+
+# Top-two probability gaps at or below these are ties: float32 keeps ~7 significant digits.
+TIE_TOLERANCE = {"float32": 1e-6, "float64": 1e-12}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    proba_atol: float = 1e-4  # probabilities, absolute
+    regression_rtol: float = 1e-4  # regression outputs, relative to max(|y|, mean |y|)
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any] | None) -> Tolerance:
+        if not raw:
+            return cls()
+        return cls(**{k: float(raw[k]) for k in cls.__dataclass_fields__ if k in raw})
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    passed: bool
+    probe: str
+    rows: int
+    max_abs_diff: float | None  # probabilities (classifiers) or predictions (regressors)
+    max_rel_diff: float | None  # regressors only
+    label_agreement: float | None  # fraction of rows with the same label, classifiers only
+    ties: int  # label differences explained by ties in scikit-learn's probabilities
+    mismatches: int  # rows outside tolerance
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ParityReport:
+        return cls(**{k: raw.get(k) for k in cls.__dataclass_fields__})
+
+
+def sklearn_input(X: np.ndarray, signature: InputSignature) -> Any:
+    """Rows as the model was fitted: a DataFrame when it learnt feature names (no warnings)."""
+    if signature.feature_names is None:
+        return X
+    import pandas as pd
+
+    return pd.DataFrame(X, columns=list(signature.feature_names))
+
+
+def _same_labels(expected: np.ndarray, got: np.ndarray) -> np.ndarray:
+    got = np.asarray(got).ravel()
+    expected = np.asarray(expected).ravel()
+    if expected.dtype.kind in "OUS" or got.dtype.kind in "OUS":
+        return np.asarray(expected.astype(str) == got.astype(str))
+    return np.asarray(expected == got)
+
+
+def compare(model: Any, signature: InputSignature, X: np.ndarray, outputs: list[np.ndarray], *,
+            probe: str, precision: str, tolerance: Tolerance) -> ParityReport:  # fmt: skip
+    """Compare onnxruntime ``outputs`` for rows ``X`` with ``model``'s own answers."""
+    rows = int(X.shape[0])
+    frame = sklearn_input(X, signature)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # overflow in exp() on extreme probes is scikit-learn's own
+        expected_labels = model.predict(frame)
+        expected_proba = model.predict_proba(frame) if signature.has_proba else None
+    if signature.task == "regression":
+        return _compare_regression(expected_labels, outputs[0], rows, probe, tolerance)
+    same = _same_labels(expected_labels, outputs[0])
+    ties = 0
+    max_abs: float | None = None
+    mismatched_proba = np.zeros(rows, dtype=bool)
+    if expected_proba is not None and len(outputs) > 1:
+        got = np.asarray(outputs[1], dtype=np.float64).reshape(expected_proba.shape)
+        diff = np.abs(got - expected_proba)
+        max_abs = float(np.nanmax(diff)) if diff.size else 0.0
+        mismatched_proba = diff.max(axis=1) > tolerance.proba_atol
+        mismatched_proba |= ~np.isfinite(got).all(axis=1)
+        if (~same).any():
+            ordered = np.sort(expected_proba, axis=1)
+            gap = ordered[:, -1] - ordered[:, -2] if ordered.shape[1] > 1 else np.ones(rows)
+            tied = gap <= TIE_TOLERANCE.get(precision, 1e-6)
+            ties = int((~same & tied).sum())
+            same = same | tied
+    mismatches = int((~same | mismatched_proba).sum())
+    agreement = float(_same_labels(expected_labels, outputs[0]).mean()) if rows else 1.0
+    reason = None
+    if mismatches:
+        parts = []
+        if (~same).any():
+            parts.append(f"{int((~same).sum())} of {rows} labels differ")
+        if mismatched_proba.any():
+            parts.append(
+                f"probabilities differ by up to {max_abs:.3g} (> {tolerance.proba_atol:g})"
+            )
+        reason = "; ".join(parts)
+    return ParityReport(
+        passed=mismatches == 0,
+        probe=probe,
+        rows=rows,
+        max_abs_diff=max_abs,
+        max_rel_diff=None,
+        label_agreement=agreement,
+        ties=ties,
+        mismatches=mismatches,
+        reason=reason,
+    )
+
+
+def _compare_regression(expected: np.ndarray, got: np.ndarray, rows: int, probe: str,
+                        tolerance: Tolerance) -> ParityReport:  # fmt: skip
+    expected = np.asarray(expected, dtype=np.float64).reshape(rows, -1)
+    got = np.asarray(got, dtype=np.float64).reshape(expected.shape)
+    diff = np.abs(got - expected)
+    # Relative to each value, floored at the mean magnitude so values near zero do not explode.
+    floor = max(float(np.mean(np.abs(expected))) if expected.size else 1.0, 1e-12)
+    rel = diff / np.maximum(np.abs(expected), floor)
+    bad = (rel > tolerance.regression_rtol) | ~np.isfinite(got)
+    mismatches = int(bad.any(axis=1).sum()) if bad.size else 0
+    max_rel = float(np.nanmax(rel)) if rel.size else 0.0
+    return ParityReport(
+        passed=mismatches == 0,
+        probe=probe,
+        rows=rows,
+        max_abs_diff=float(np.nanmax(diff)) if diff.size else 0.0,
+        max_rel_diff=max_rel,
+        label_agreement=None,
+        ties=0,
+        mismatches=mismatches,
+        reason=None
+        if mismatches == 0
+        else f"{mismatches} of {rows} predictions differ by up to {max_rel:.3g} relative "
+        f"(> {tolerance.regression_rtol:g})",
+    )

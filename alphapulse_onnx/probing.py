@@ -1,0 +1,216 @@
+"""Probe data that exercises a model, built from what the fitted model knows.
+
+Random normal rows reach a handful of branches of a tree ensemble, so parity on them proves little.
+For trees we collect every feature's split thresholds and sample values just below, at and just
+above each one (in float32 and float64, where the two precisions disagree), mixed across features so
+many paths are taken. For other models we draw rows shaped by the model's own statistics: scaler
+means and scales, Naive Bayes class means, the support vectors or neighbours' ranges, and for bare
+linear models a scale set by the coefficients so the decision function sweeps its whole range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MAX_THRESHOLDS_PER_FEATURE = 96
+DEFAULT_ROWS = 2048
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    center: np.ndarray
+    scale: np.ndarray
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Probe:
+    X: np.ndarray
+    kind: str  # "thresholds", "statistics", "sample"; documented in docs/explanation/parity.md
+
+
+def _steps(model: Any) -> list[Any]:
+    steps = getattr(model, "steps", None)
+    if steps:
+        out: list[Any] = []
+        for _, step in steps:
+            if step is not None and step != "passthrough":
+                out.extend(_steps(step))
+        return out
+    return [model]
+
+
+def _tree_thresholds(estimator: Any, n_features: int) -> list[np.ndarray] | None:
+    """Per-feature split thresholds of a tree model, or ``None`` when it is not one."""
+    per_feature: list[list[np.ndarray]] = [[] for _ in range(n_features)]
+    found = False
+    trees: list[Any] = []
+    if hasattr(estimator, "tree_"):
+        trees = [estimator.tree_]
+    elif hasattr(estimator, "estimators_"):
+        for item in np.asarray(estimator.estimators_, dtype=object).ravel():
+            if hasattr(item, "tree_"):
+                trees.append(item.tree_)
+    for tree in trees:
+        mask = tree.feature >= 0
+        for feature, threshold in zip(tree.feature[mask], tree.threshold[mask], strict=True):
+            per_feature[int(feature)].append(np.asarray([threshold]))
+            found = True
+    for per_iteration in getattr(estimator, "_predictors", None) or []:
+        for predictor in per_iteration:
+            nodes = predictor.nodes
+            splits = nodes[~nodes["is_leaf"].astype(bool)]
+            for feature, threshold in zip(splits["feature_idx"], splits["num_threshold"],
+                                          strict=True):  # fmt: skip
+                per_feature[int(feature)].append(np.asarray([threshold]))
+                found = True
+    if not found:
+        return None
+    return [np.unique(np.concatenate(t)) if t else np.empty(0) for t in per_feature]
+
+
+def _stats_from(estimator: Any, n_features: int) -> FeatureStats | None:
+    """Location and scale per feature from an estimator that records them."""
+    est = estimator
+    if hasattr(est, "mean_") and hasattr(est, "scale_") and est.scale_ is not None:  # StandardScaler
+        return FeatureStats(np.asarray(est.mean_, float), np.asarray(est.scale_, float))
+    if hasattr(est, "data_min_") and hasattr(est, "data_max_"):  # MinMaxScaler
+        low, high = np.asarray(est.data_min_, float), np.asarray(est.data_max_, float)
+        return FeatureStats((low + high) / 2, (high - low) / 4, low, high)
+    if hasattr(est, "center_") and hasattr(est, "scale_"):  # RobustScaler
+        center = est.center_ if est.center_ is not None else np.zeros(n_features)
+        scale = est.scale_ if est.scale_ is not None else np.ones(n_features)
+        return FeatureStats(np.asarray(center, float), np.asarray(scale, float))
+    if hasattr(est, "max_abs_"):  # MaxAbsScaler
+        return FeatureStats(np.zeros(n_features), np.asarray(est.max_abs_, float) / 2)
+    if hasattr(est, "theta_") and hasattr(est, "var_"):  # GaussianNB
+        return FeatureStats(est.theta_.mean(axis=0), np.sqrt(est.var_.max(axis=0)))
+    for attr in ("_fit_X", "support_vectors_"):  # neighbours, SVMs
+        points = getattr(est, attr, None)
+        if isinstance(points, np.ndarray) and points.ndim == 2 and points.shape[0] > 1:
+            low, high = points.min(axis=0), points.max(axis=0)
+            return FeatureStats(points.mean(axis=0), points.std(axis=0), low, high)
+    return None
+
+
+def _linear_scale(estimator: Any, n_features: int) -> np.ndarray | None:
+    coef = getattr(estimator, "coef_", None)
+    if coef is None:
+        return None
+    weights = np.abs(np.atleast_2d(np.asarray(coef, float))).max(axis=0)
+    # Each feature then moves the decision function by ~1/sqrt(n): the sum sweeps about +-1..3.
+    return 1.0 / (np.maximum(weights, 1e-12) * np.sqrt(n_features))
+
+
+def _inverse_thresholds(pre: list[Any], thresholds: list[np.ndarray]) -> list[np.ndarray] | None:
+    """Map thresholds from the final step's space back to raw inputs via feature-wise inverses."""
+    if not pre:
+        return thresholds
+    if not all(hasattr(step, "inverse_transform") for step in pre):
+        return None
+    n = len(thresholds)
+    mapped: list[np.ndarray] = []
+    for j, values in enumerate(thresholds):
+        if values.size == 0:
+            mapped.append(values)
+            continue
+        grid = np.zeros((values.size, n))
+        grid[:, j] = values
+        for step in reversed(pre):
+            try:
+                grid = step.inverse_transform(grid)
+            except Exception:  # a step that is not feature-wise invertible after all
+                return None
+        mapped.append(np.asarray(grid, float)[:, j])
+    return mapped
+
+
+def _around(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Values just below, at and just above each threshold, in both float precisions."""
+    if values.size > MAX_THRESHOLDS_PER_FEATURE:
+        values = rng.choice(values, MAX_THRESHOLDS_PER_FEATURE, replace=False)
+    as32 = values.astype(np.float32)
+    candidates = [
+        values,
+        as32.astype(np.float64),
+        np.nextafter(as32, np.float32(-np.inf)).astype(np.float64),
+        np.nextafter(as32, np.float32(np.inf)).astype(np.float64),
+        np.nextafter(values, -np.inf),
+        np.nextafter(values, np.inf),
+    ]
+    if values.size > 1:
+        ordered = np.sort(values)
+        candidates.append((ordered[1:] + ordered[:-1]) / 2)  # inside each gap
+        span = max(float(ordered[-1] - ordered[0]), 1.0)
+        candidates.append(np.array([ordered[0] - span, ordered[-1] + span]))
+    out = np.unique(np.concatenate(candidates))
+    return out[np.isfinite(out)]
+
+
+def generate(model: Any, n_features: int, *, rows: int = DEFAULT_ROWS, seed: int = 0) -> Probe:
+    """Synthetic rows (float64) that exercise ``model``; see the module docstring."""
+    rng = np.random.default_rng(seed)
+    steps = _steps(model)
+    final, pre = steps[-1], steps[:-1]
+    stats = next((s for s in (_stats_from(step, n_features) for step in steps) if s), None)
+    if stats is None:
+        scale = _linear_scale(final, n_features)
+        stats = FeatureStats(np.zeros(n_features), scale if scale is not None else np.ones(n_features))
+    scale = np.where(np.isfinite(stats.scale) & (stats.scale > 0), stats.scale, 1.0)
+    gaussian = stats.center + rng.standard_normal((rows, n_features)) * scale
+    wide = stats.center + rng.standard_normal((max(rows // 8, 8), n_features)) * scale * 4
+    parts = [gaussian, wide]
+    if stats.low is not None and stats.high is not None:
+        parts.append(rng.uniform(stats.low, stats.high, (max(rows // 4, 8), n_features)))
+    thresholds = _tree_thresholds(final, n_features)
+    kind = "statistics"
+    if thresholds is not None:
+        if pre:
+            # After a scaler, a value exactly at a threshold lands one rounding either side of it
+            # in any float kernel: probe clearly on each side instead of on the boundary.
+            candidates = _inverse_thresholds(pre, [_beside(t, rng) for t in thresholds])
+        else:
+            candidates = [_around(t, rng) for t in thresholds]
+        if candidates is not None:
+            kind = "thresholds"
+            parts.append(_threshold_rows(candidates, stats.center, rows, rng))
+    X = np.vstack(parts)
+    return Probe(X=np.ascontiguousarray(X[np.all(np.isfinite(X), axis=1)]), kind=kind)
+
+
+def _beside(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Values a small relative step either side of each threshold, and inside each gap."""
+    if values.size > MAX_THRESHOLDS_PER_FEATURE:
+        values = rng.choice(values, MAX_THRESHOLDS_PER_FEATURE, replace=False)
+    if values.size == 0:
+        return values
+    step = 1e-4 * np.maximum(np.abs(values), 1e-3)
+    candidates = [values - step, values + step]
+    if values.size > 1:
+        ordered = np.sort(values)
+        candidates.append((ordered[1:] + ordered[:-1]) / 2)
+    return np.unique(np.concatenate(candidates))
+
+
+def _threshold_rows(thresholds: list[np.ndarray], center: np.ndarray, rows: int,
+                    rng: np.random.Generator) -> np.ndarray:  # fmt: skip
+    """Rows whose every feature sits next to one of its thresholds, mixed across features."""
+    n = len(thresholds)
+    candidates = [t if t.size else np.array([center[j]]) for j, t in enumerate(thresholds)]
+    mixed = np.column_stack([rng.choice(c, rows) for c in candidates])
+    # One sweep per feature through all its candidates, others at random candidates: every
+    # threshold is crossed at least once even when a feature has many.
+    sweeps = []
+    for j, values in enumerate(candidates):
+        block = np.column_stack([rng.choice(c, values.size) for c in candidates])
+        block[:, j] = values
+        sweeps.append(block)
+    return np.vstack([mixed, *sweeps]) if n else mixed
+
+
+def from_sample(X: np.ndarray) -> Probe:
+    return Probe(X=np.ascontiguousarray(X, dtype=np.float64), kind="sample")

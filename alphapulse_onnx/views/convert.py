@@ -1,0 +1,119 @@
+"""How ``apo convert`` looks: a progress bar over models, then a summary table or JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alphapulse_onnx import render
+from alphapulse_onnx.commands.convert import ConvertOptions
+from alphapulse_onnx.manifest import ManifestEntry
+
+
+@dataclass(frozen=True)
+class ConvertOutcome:
+    entries: tuple[ManifestEntry, ...]
+    manifest_path: Path
+
+    @property
+    def failed(self) -> list[ManifestEntry]:
+        return [e for e in self.entries if not e.ok]
+
+    @property
+    def reused(self) -> list[ManifestEntry]:
+        return [e for e in self.entries if e.ok and e.timings.get("reused")]
+
+
+def run_with_progress(events: Iterator[ManifestEntry | int], options: ConvertOptions, *,
+                      quiet: bool) -> ConvertOutcome:  # fmt: skip
+    entries: list[ManifestEntry] = []
+    total = next(events)
+    assert isinstance(total, int)
+    if render.show_progress(quiet):
+        with render.progress_bar() as progress:
+            task = progress.add_task("converting", total=total, status="")
+            for event in events:
+                assert isinstance(event, ManifestEntry)
+                entries.append(event)
+                failures = sum(not e.ok for e in entries)
+                progress.update(task, advance=1, status=f"{event.name}  failed: {failures}")
+                if not event.ok:
+                    render.error_line(event.error or f"{event.name}: failed")
+    else:
+        for event in events:
+            assert isinstance(event, ManifestEntry)
+            entries.append(event)
+            if not event.ok and not quiet:
+                render.error_line(event.error or f"{event.name}: failed")
+    return ConvertOutcome(tuple(entries), options.manifest_path)
+
+
+def _parity_cell(entry: ManifestEntry) -> str:
+    report = entry.validation
+    if report is None:
+        return "-"
+    if entry.task == "regression":
+        return f"rel {render.fmt_float(report.max_rel_diff)}"
+    agreement = report.label_agreement
+    label = "-" if agreement is None else f"{agreement * 100:.2f}%"
+    return f"labels {label}, p {render.fmt_float(report.max_abs_diff)}"
+
+
+def summary(outcome: ConvertOutcome) -> dict[str, Any]:
+    return {
+        "manifest": outcome.manifest_path.as_posix(),
+        "models": len(outcome.entries),
+        "ok": sum(e.ok for e in outcome.entries),
+        "failed": len(outcome.failed),
+        "reused": len(outcome.reused),
+        "entries": [
+            {
+                "name": e.name,
+                "status": e.status,
+                "estimator": e.source.estimator,
+                "error": e.error,
+                "artifact": e.artifact.path if e.artifact else None,
+                "precision": e.artifact.precision if e.artifact else None,
+                "size_bytes": e.artifact.size_bytes if e.artifact else None,
+                "validation": e.validation.to_json() if e.validation else None,
+                "reused": bool(e.timings.get("reused")),
+                "warnings": list(e.warnings),
+            }
+            for e in outcome.entries
+        ],
+    }
+
+
+def show(outcome: ConvertOutcome, *, as_json: bool) -> None:
+    if as_json:
+        render.print_json(summary(outcome))
+        return
+    rows = []
+    for e in outcome.entries:
+        status = "[green]ok[/]" if e.ok else "[red]failed[/]"
+        if e.ok and e.timings.get("reused"):
+            status = "[green]ok[/] (reused)"
+        estimator = (e.source.estimator or "?").rsplit(".", 1)[-1]
+        rows.append([
+            e.name,
+            estimator,
+            status,
+            _parity_cell(e) if e.ok else (e.stage or "-"),
+            e.artifact.precision if e.artifact else "-",
+            render.fmt_bytes(e.artifact.size_bytes if e.artifact else None),
+        ])  # fmt: skip
+    render.stdout.print(
+        render.table(None, ["model", "estimator", "status", "parity", "precision", "size"], rows)
+    )
+    for e in outcome.entries:
+        for warning in e.warnings:
+            render.warning_line(f"{e.name}: {warning}")
+    ok = sum(x.ok for x in outcome.entries)
+    line = f"{ok}/{len(outcome.entries)} converted"
+    if outcome.reused:
+        line += f" ({len(outcome.reused)} reused, unchanged)"
+    if outcome.failed:
+        line += f", {len(outcome.failed)} failed"
+    render.info_line(f"{line}; manifest: {outcome.manifest_path}")

@@ -1,0 +1,85 @@
+"""Shared fixtures: small REAL fitted estimators and registries written to disk as joblib/pickle."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+@pytest.fixture(scope="session")
+def iris() -> tuple[np.ndarray, np.ndarray]:
+    X, y = load_iris(return_X_y=True)
+    return X, y
+
+
+@pytest.fixture(scope="session")
+def breast_cancer() -> tuple[np.ndarray, np.ndarray]:
+    X, y = load_breast_cancer(return_X_y=True)
+    return X, y
+
+
+@pytest.fixture(scope="session")
+def diabetes() -> tuple[np.ndarray, np.ndarray]:
+    X, y = load_diabetes(return_X_y=True)
+    return X, y
+
+
+@pytest.fixture(scope="session")
+def small_models(iris: Any, breast_cancer: Any, diabetes: Any) -> dict[str, Any]:
+    """Three quick, real models: a forest, a scaled logistic regression, a boosted regressor."""
+    Xi, yi = iris
+    Xb, yb = breast_cancer
+    Xd, yd = diabetes
+    return {
+        "iris_rf": RandomForestClassifier(n_estimators=15, max_depth=5, random_state=0).fit(Xi, yi),
+        "cancer_logreg": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(
+            Xb, yb
+        ),
+        "diabetes_gbr": GradientBoostingRegressor(n_estimators=20, random_state=0).fit(Xd, yd),
+    }
+
+
+def save_model(obj: Any, path: Path) -> Path:
+    """Write ``obj`` as the suffix says: joblib for .joblib, pickle for .pkl/.pickle."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".joblib":
+        joblib.dump(obj, path)
+    else:
+        with path.open("wb") as handle:
+            pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+@pytest.fixture
+def make_registry(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
+    """Build a registry folder from ``{"relative/path.joblib": estimator}``."""
+
+    def build(models: dict[str, Any]) -> Path:
+        root = tmp_path / "registry"
+        for rel, obj in models.items():
+            save_model(obj, root / rel)
+        return root
+
+    return build
+
+
+@pytest.fixture
+def registry(make_registry: Callable[[dict[str, Any]], Path], small_models: dict[str, Any]) -> Path:
+    return make_registry(
+        {
+            "iris_rf.joblib": small_models["iris_rf"],
+            "classifiers/cancer_logreg.pkl": small_models["cancer_logreg"],
+            "regressors/diabetes_gbr.joblib": small_models["diabetes_gbr"],
+        }
+    )
