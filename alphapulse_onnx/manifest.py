@@ -1,4 +1,6 @@
-"""manifest.json: dataclasses in memory, a versioned JSON document on disk (docs/reference/manifest.md).
+"""manifest.json: dataclasses in memory, a versioned JSON document on disk.
+
+The format is documented in docs/reference/manifest.md.
 
 Paths inside are relative (sources to the registry, artifacts to the manifest's folder, the
 registry to the manifest's folder) so a registry can be moved or checked out elsewhere as a whole.

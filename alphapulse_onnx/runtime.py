@@ -126,7 +126,9 @@ def probe_provider(name: str) -> ProviderStatus:
         return ProviderStatus(name, listed=False, runs=False, reason="onnxruntime is not installed")
     listed = name in ort.get_available_providers()
     if not listed:
-        return ProviderStatus(name, listed=False, runs=False, reason="not in this onnxruntime build")
+        return ProviderStatus(
+            name, listed=False, runs=False, reason="not in this onnxruntime build"
+        )
     options = ort.SessionOptions()
     options.log_severity_level = 4
     try:
@@ -143,7 +145,9 @@ def probe_provider(name: str) -> ProviderStatus:
             "check the CUDA/cuDNN versions this onnxruntime build needs",
         )  # fmt: skip
     if not np.allclose(result, 2.0):
-        return ProviderStatus(name, listed=True, runs=False, reason="ran, but computed wrong values")
+        return ProviderStatus(
+            name, listed=True, runs=False, reason="ran, but computed wrong values"
+        )
     return ProviderStatus(name, listed=True, runs=True, device=_device_name(name))
 
 
@@ -162,11 +166,10 @@ def _device_name(provider: str) -> str | None:
 
 @functools.cache
 def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 

@@ -46,8 +46,9 @@ def test_round_trip_and_lookup_by_name_or_path(converted: Path) -> None:
     assert loaded.entry("classifiers/cancer_logreg").name == "cancer_logreg"
     with pytest.raises(KeyError, match="no model named"):
         loaded.entry("nope")
-    again = manifest.Manifest(registry=loaded.registry, models=loaded.models, created=loaded.created,
-                              tool=loaded.tool)  # fmt: skip
+    again = manifest.Manifest(
+        registry=loaded.registry, models=loaded.models, created=loaded.created, tool=loaded.tool
+    )
     assert again.to_json() == json.loads(converted.read_text())
     assert manifest.registry_dir(converted, loaded) == converted.parent.parent.resolve()
 

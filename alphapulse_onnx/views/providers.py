@@ -21,7 +21,9 @@ def show(report: ProvidersReport, missing: list[str], *, as_json: bool) -> None:
             for p in report.providers
         ]
         render.stdout.print(
-            render.table("Execution providers", ["provider", "listed", "runs", "device", "note"], rows)
+            render.table(
+                "Execution providers", ["provider", "listed", "runs", "device", "note"], rows
+            )
         )
         versions = ", ".join(f"{k} {v}" for k, v in report.versions.items() if v)
         render.stdout.print(f"stack: {versions}", highlight=False)
