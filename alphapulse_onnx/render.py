@@ -84,8 +84,9 @@ def fmt_bytes(size: int | None) -> str:
 
 def table(title: str | None, columns: list[str], rows: Iterable[list[str]]) -> Table:
     out = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        out.add_column(column, overflow="fold")
+    for i, column in enumerate(columns):
+        # The first column names the row (a model): keep it whole, let the others fold.
+        out.add_column(column, overflow="fold", no_wrap=i == 0)
     for row in rows:
         out.add_row(*row)
     return out
