@@ -1,33 +1,39 @@
-"""Upgrades for model files pickled by older scikit-learn: renamed classes and added attributes.
+"""Upgrades for model files pickled by older scikit-learn: renamed and removed classes, old state.
 
-The safe loader consults this table before it refuses a global, so an old file that names a class
-scikit-learn has since renamed or removed still loads, as the current class it became.
+The safe loader consults ``find_renamed`` before it refuses a global, so an old file that names a
+class scikit-learn has since renamed or removed still loads, as the class it became. ``upgrade``
+then walks the loaded estimator and fills what newer versions expect. Known changes:
+
+- KNN models saved before 1.3 name the float64 distance metrics without the ``64`` suffix
+  (``EuclideanDistance`` is now ``EuclideanDistance64``).
+- ColumnTransformers saved by 1.5-1.6 hold their remainder columns in a private list subclass,
+  ``_RemainderColsList``, that 1.7 removed: it loads as a list.
+- Trees saved before 1.3 have node arrays without the ``missing_go_to_left`` field, which
+  scikit-learn's own ``Tree.__setstate__`` refuses; the field is added as 0 (those versions
+  could not route missing values at all, so the flag is never read for their trees).
+- ``SimpleImputer._fill_dtype`` (added in 1.6) is the dtype of the fitted statistics.
+- ``OneHotEncoder._infrequent_enabled`` / ``_drop_idx_after_grouping`` (added in 1.1) default to
+  "no infrequent categories".
 """
 
 from __future__ import annotations
 
 import importlib
+import re
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sklearn.base import BaseEstimator
+
+_DIST_METRICS = "sklearn.metrics._dist_metrics"
 
 # old dotted name -> current dotted name
 _RENAMED: dict[str, str] = {
-    # KNN models saved before 1.3 name the float64 metric classes without the "64" suffix.
-    "sklearn.metrics._dist_metrics.EuclideanDistance": (
-        "sklearn.metrics._dist_metrics.EuclideanDistance64"
+    "sklearn.compose._column_transformer._RemainderColsList": (
+        "alphapulse_onnx.compat._RemainderColsList"
     ),
-    "sklearn.metrics._dist_metrics.ManhattanDistance": (
-        "sklearn.metrics._dist_metrics.ManhattanDistance64"
-    ),
-    "sklearn.metrics._dist_metrics.MinkowskiDistance": (
-        "sklearn.metrics._dist_metrics.MinkowskiDistance64"
-    ),
-    "sklearn.metrics._dist_metrics.ChebyshevDistance": (
-        "sklearn.metrics._dist_metrics.ChebyshevDistance64"
-    ),
-    # ColumnTransformer's remainder column list (1.5-1.6) was a private list subclass.
-    "sklearn.compose._column_transformer._RemainderColsList": "builtins.list",
+    "sklearn.tree._tree.Tree": "alphapulse_onnx.compat._UpgradingTree",
 }
 
 # (class name, attribute, default) for attributes that later versions expect on fitted objects.
@@ -38,9 +44,71 @@ _ADDED_ATTRIBUTES: tuple[tuple[str, str, Any], ...] = (
 )
 
 
+class _RemainderColsList(list):  # type: ignore[type-arg]
+    """Stands in for scikit-learn 1.5-1.6's private remainder column list while unpickling."""
+
+    def __setstate__(self, state: Any) -> None:
+        pass  # its attributes only steered a deprecation warning
+
+
+def _tree_class() -> Any:
+    from sklearn.tree._tree import Tree
+
+    return Tree
+
+
+def _upgrade_tree_state(state: dict[str, Any]) -> dict[str, Any]:
+    """Node arrays from before 1.3 lack ``missing_go_to_left``: add it, in today's layout."""
+    from sklearn.tree._tree import NODE_DTYPE
+
+    nodes = state.get("nodes")
+    if not isinstance(nodes, np.ndarray) or nodes.dtype.names is None:
+        return state
+    if "missing_go_to_left" in nodes.dtype.names:
+        return state
+    missing = set(NODE_DTYPE.names) - set(nodes.dtype.names) - {"missing_go_to_left"}
+    if missing:
+        return state  # another layout: let scikit-learn say what it expected
+    upgraded = np.zeros(nodes.shape, dtype=NODE_DTYPE)
+    for field in nodes.dtype.names:
+        if field in NODE_DTYPE.names:
+            upgraded[field] = nodes[field]
+    return {**state, "nodes": upgraded}
+
+
+def _make_upgrading_tree() -> Any:
+    tree = _tree_class()
+
+    class _UpgradingTree(tree):  # type: ignore[misc, valid-type]
+        """A ``Tree`` that upgrades old node arrays while unpickled; ``upgrade`` swaps it back."""
+
+        def __setstate__(self, state: dict[str, Any]) -> None:
+            upgraded = _upgrade_tree_state(state)
+            self.apo_upgraded = upgraded is not state
+            super().__setstate__(upgraded)
+
+    _UpgradingTree.__module__ = __name__
+    _UpgradingTree.__qualname__ = "_UpgradingTree"
+    return _UpgradingTree
+
+
+_upgrading_tree: Any = None
+
+
+def __getattr__(name: str) -> Any:  # the Tree subclass is built on first use (imports Cython)
+    global _upgrading_tree
+    if name == "_UpgradingTree":
+        if _upgrading_tree is None:
+            _upgrading_tree = _make_upgrading_tree()
+        return _upgrading_tree
+    raise AttributeError(name)
+
+
 def find_renamed(module: str, name: str) -> Any | None:
     """The current object for an old global name, or ``None`` when it was never renamed."""
     target = _RENAMED.get(f"{module}.{name}")
+    if target is None and module == _DIST_METRICS and not name.endswith(("32", "64")):
+        target = f"{_DIST_METRICS}.{name}64"  # EuclideanDistance -> EuclideanDistance64 (1.3)
     if target is None:
         return None
     new_module, _, new_name = target.rpartition(".")
@@ -51,9 +119,11 @@ def find_renamed(module: str, name: str) -> Any | None:
 
 
 def upgrade(obj: Any, notes: list[str]) -> Any:
-    """Fill attributes that newer scikit-learn expects, walking pipelines and column transformers."""
+    """Fill what newer scikit-learn expects, walking pipelines and column transformers."""
     for estimator in _walk(obj, depth=0):
         cls_name = type(estimator).__name__
+        _swap_tree(estimator, notes)
+        _plain_remainder(estimator, notes)
         for owner, attribute, default in _ADDED_ATTRIBUTES:
             if cls_name != owner or hasattr(estimator, attribute):
                 continue
@@ -68,16 +138,49 @@ def upgrade(obj: Any, notes: list[str]) -> Any:
     return obj
 
 
+def _swap_tree(estimator: Any, notes: list[str]) -> None:
+    tree = estimator.__dict__.get("tree_")
+    if tree is None or _upgrading_tree is None or not isinstance(tree, _upgrading_tree):
+        return
+    plain = _tree_class()(*tree.__reduce__()[1])
+    plain.__setstate__(tree.__getstate__())
+    estimator.tree_ = plain
+    if getattr(tree, "apo_upgraded", False):
+        name = type(estimator).__name__
+        notes.append(f"upgraded old state: {name} tree nodes gained missing_go_to_left")
+
+
+def _plain_remainder(estimator: Any, notes: list[str]) -> None:
+    transformers = estimator.__dict__.get("transformers_")
+    if not isinstance(transformers, list):
+        return
+    changed = False
+    for i, item in enumerate(transformers):
+        if isinstance(item, tuple) and len(item) == 3 and isinstance(item[2], _RemainderColsList):
+            transformers[i] = (item[0], item[1], list(item[2]))
+            changed = True
+    remainder = estimator.__dict__.get("_remainder")
+    old_remainder = isinstance(remainder, tuple) and len(remainder) == 3
+    if old_remainder and isinstance(remainder[2], _RemainderColsList):
+        estimator._remainder = (remainder[0], remainder[1], list(remainder[2]))
+        changed = True
+    if changed:
+        notes.append("upgraded old state: ColumnTransformer remainder columns as a plain list")
+
+
 def _walk(obj: Any, depth: int) -> list[BaseEstimator]:
     if depth > 8 or not isinstance(obj, BaseEstimator):
         return []
     found: list[BaseEstimator] = [obj]
     children: list[Any] = []
-    for attr in ("steps", "transformer_list", "transformers_", "estimators_"):
+    for attr in ("steps", "transformer_list", "transformers_", "estimators_", "estimators"):
         value = getattr(obj, attr, None)
+        if isinstance(value, np.ndarray) and value.dtype == object:
+            value = list(value.ravel())
         if isinstance(value, list):
-            for item in value:
-                children.append(item[1] if isinstance(item, tuple) and len(item) >= 2 else item)
+            children.extend(
+                item[1] if isinstance(item, tuple) and len(item) >= 2 else item for item in value
+            )
     for attr in ("estimator", "base_estimator", "final_estimator_", "estimator_"):
         value = getattr(obj, attr, None)
         if value is not None:
@@ -85,3 +188,33 @@ def _walk(obj: Any, depth: int) -> list[BaseEstimator]:
     for child in children:
         found.extend(_walk(child, depth + 1))
     return found
+
+
+# Every fitted estimator pickles ``_sklearn_version`` next to its state: a short string opcode
+# for the key, at most a few framing bytes, then the version as a short string.
+_VERSION_IN_PICKLE = re.compile(
+    rb"_sklearn_version.{1,12}?(\d+\.\d+(?:\.\d+)?(?:\.?(?:dev|rc|post|a|b)\d*)?)", re.S
+)
+_SCAN_LIMIT = 64 * 1024 * 1024
+
+
+def saved_sklearn_version(path: Path) -> str | None:
+    """The scikit-learn version a pickle was written with, read from its bytes without loading it.
+
+    Used in errors when no upgrade is known, to name the version the file needs next to the one
+    running. joblib's compressed files are decompressed by joblib's own reader first.
+    """
+    from joblib import numpy_pickle
+
+    try:
+        with (
+            path.open("rb") as raw,
+            numpy_pickle._validate_fileobject_and_memmap(raw, str(path), None) as (handle, _),
+        ):
+            if isinstance(handle, str):
+                return None
+            data = handle.read(_SCAN_LIMIT)
+    except Exception:  # unreadable or not joblib/pickle: no version to report
+        return None
+    match = _VERSION_IN_PICKLE.search(data)
+    return match.group(1).decode() if match else None

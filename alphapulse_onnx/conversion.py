@@ -239,6 +239,9 @@ def convert(model: Any, signature: InputSignature, *, precision: Precision = "fl
     main_opset = opset or target_opset()
     tensor_type = DoubleTensorType if precision == "float64" else FloatTensorType
     initial_types = [("X", tensor_type([None, signature.n_features]))]
+    if signature.per_column:
+        initial_types = _column_types(signature, tensor_type)
+    _require_extras(model)
     options: dict[Any, Any] = {}
     if signature.task == "classification":
         options = {"zipmap": False}
@@ -256,7 +259,11 @@ def convert(model: Any, signature: InputSignature, *, precision: Precision = "fl
         proto.doc_string = f"{type(model).__name__} compiled by apo"
         onnx.checker.check_model(proto, full_check=True)
     dtype: DType = precision
-    inputs = (TensorSpec("X", dtype, (None, signature.n_features)),)
+    inputs: tuple[TensorSpec, ...] = (TensorSpec("X", dtype, (None, signature.n_features)),)
+    if signature.per_column:
+        _drop_unused_inputs(proto)
+        onnx.checker.check_model(proto, full_check=True)
+        inputs = _input_specs(proto, signature)
     return Artifact(
         onnx_bytes=proto.SerializeToString(),
         inputs=inputs,
@@ -265,6 +272,51 @@ def convert(model: Any, signature: InputSignature, *, precision: Precision = "fl
         ml_opset=ML_OPSET,
         precision=precision,
     )
+
+
+def _column_types(signature: InputSignature, float_type: Any) -> list[tuple[str, Any]]:
+    """One ``[None, 1]`` input per original column: text, integer categories or numbers."""
+    from skl2onnx.common.data_types import Int64TensorType, StringTensorType
+
+    by_dtype = {"string": StringTensorType, "int64": Int64TensorType}
+    return [(spec.name, by_dtype.get(spec.dtype, float_type)([None, 1]))
+            for spec in signature.inputs]  # fmt: skip
+
+
+def _require_extras(model: Any) -> None:
+    from alphapulse_onnx.converters import boosters
+
+    message = boosters.missing_extra_message(model)
+    if message is not None:
+        raise UnsupportedModelError(message, hint=boosters.BOOST_HINT)
+
+
+def _drop_unused_inputs(proto: onnx.ModelProto) -> None:
+    """Columns the model drops (``remainder="drop"``) are not inputs: their type is unknowable."""
+    used = {name for node in proto.graph.node for name in node.input}
+    used |= {output.name for output in proto.graph.output}
+    kept = [i for i in proto.graph.input if i.name in used]
+    if len(kept) != len(proto.graph.input):
+        del proto.graph.input[:]
+        proto.graph.input.extend(kept)
+
+
+def _input_specs(proto: onnx.ModelProto, signature: InputSignature) -> tuple[TensorSpec, ...]:
+    """The graph's inputs, which must be the signature's columns, in order, under their names."""
+    specs = []
+    for graph_input in proto.graph.input:
+        dtype = _ELEM_DTYPES.get(graph_input.type.tensor_type.elem_type)
+        if dtype is None:
+            raise ConversionError(f"input {graph_input.name!r} is not a tensor of a known type")
+        specs.append(TensorSpec(graph_input.name, dtype, (None, 1)))
+    present = {spec.name for spec in specs}
+    expected = [spec.name for spec in signature.inputs if spec.name in present]
+    if [spec.name for spec in specs] != expected:
+        raise ConversionError(
+            f"the graph renamed its column inputs ({[s.name for s in specs][:5]}...), "
+            f"expected {expected[:5]}..."
+        )
+    return tuple(specs)
 
 
 _ELEM_DTYPES: dict[int, DType] = {

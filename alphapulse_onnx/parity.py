@@ -8,6 +8,7 @@ scikit-learn breaks ties by class order and a float32 kernel may break them the 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -51,16 +52,38 @@ class ParityReport:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ParityReport:
-        return cls(**{k: raw.get(k) for k in cls.__dataclass_fields__})
+        return cls(**{k: raw.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
-def sklearn_input(X: np.ndarray, signature: InputSignature) -> Any:
-    """Rows as the model was fitted: a DataFrame when it learnt feature names (no warnings)."""
-    if signature.feature_names is None:
+Rows = np.ndarray | Mapping[str, np.ndarray]  # a float matrix, or raw cells by column
+
+
+def n_rows(X: Rows) -> int:
+    if isinstance(X, np.ndarray):
+        return int(X.shape[0])
+    return len(next(iter(X.values()), ()))
+
+
+def sklearn_input(X: Rows, signature: InputSignature) -> Any:
+    """Rows as the model was fitted: a DataFrame when it learnt feature names (no warnings).
+
+    Per-column rows keep each column's type: text (``NaN`` for gaps), int64 or float64.
+    """
+    if signature.feature_names is None and isinstance(X, np.ndarray):
         return X
     import pandas as pd
 
-    return pd.DataFrame(X, columns=list(signature.feature_names))
+    if isinstance(X, np.ndarray):
+        return pd.DataFrame(X, columns=list(signature.feature_names or ()))
+    columns = {}
+    for spec in signature.inputs:
+        values = X[spec.name]
+        if spec.dtype == "string":  # every gap (None, pd.NA) as NaN, scikit-learn's marker
+            column = pd.Series(values, dtype=object)
+            columns[spec.name] = column.where(column.notna(), np.nan)
+        else:
+            columns[spec.name] = pd.Series(values)
+    return pd.DataFrame(columns, columns=[spec.name for spec in signature.inputs])
 
 
 def _same_labels(expected: np.ndarray, got: np.ndarray) -> np.ndarray:
@@ -71,10 +94,10 @@ def _same_labels(expected: np.ndarray, got: np.ndarray) -> np.ndarray:
     return np.asarray(expected == got)
 
 
-def compare(model: Any, signature: InputSignature, X: np.ndarray, outputs: list[np.ndarray], *,
+def compare(model: Any, signature: InputSignature, X: Rows, outputs: list[np.ndarray], *,
             probe: str, precision: str, tolerance: Tolerance) -> ParityReport:  # fmt: skip
     """Compare onnxruntime ``outputs`` for rows ``X`` with ``model``'s own answers."""
-    rows = int(X.shape[0])
+    rows = n_rows(X)
     frame = sklearn_input(X, signature)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # overflow in exp() on extreme probes is scikit-learn's own

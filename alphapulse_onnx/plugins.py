@@ -20,6 +20,9 @@ _loaded: set[str] = set()
 
 def load_plugin(module: str) -> None:
     """Import a plugin module once; a missing or broken one is a usage error naming it."""
+    from alphapulse_onnx import converters
+
+    converters.register_all()  # apo's converters first, so the plugin's registration wins
     with _LOCK:
         if module in _loaded:
             return
@@ -34,6 +37,12 @@ def load_plugin(module: str) -> None:
 
 
 def register_builtin_converters() -> None:
-    """Import every plugin advertised through the entry-point group."""
+    """Register apo's own converters, then import every plugin of the entry-point group.
+
+    User plugins come last, so a plugin may replace a converter apo ships.
+    """
+    from alphapulse_onnx import converters
+
+    converters.register_all()
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         load_plugin(entry.module)

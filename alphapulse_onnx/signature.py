@@ -28,7 +28,13 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class InputSignature:
-    """The model's inputs: one float tensor ``X`` of ``n_features`` columns."""
+    """The model's inputs: one float tensor ``X`` of ``n_features`` columns, or one per column.
+
+    ``per_column`` signatures (DataFrame-fit models that select columns by name or read text or
+    integer categories) have one ``[None, 1]`` input named after each original column, typed from
+    what the fitted model knows: ``string`` for columns an encoder or imputer saw as text, ``int64``
+    for integer categories, float otherwise (``float32`` here; the double build uses ``float64``).
+    """
 
     inputs: tuple[TensorSpec, ...]
     n_features: int
@@ -36,6 +42,113 @@ class InputSignature:
     task: Task
     classes: tuple[Any, ...] | None
     has_proba: bool  # the estimator answers predict_proba (some SVCs only decide)
+    per_column: bool = False
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one original column goes: the chain of steps that first transform it, and its position
+    among that chain's input columns. ``steps`` is empty for a passthrough or dropped column."""
+
+    steps: tuple[Any, ...]
+    index: int
+    dropped: bool = False
+    output: int | None = None  # its column in the ColumnTransformer's output, when 1:1
+
+
+def _chain(step: Any) -> tuple[Any, ...]:
+    """A transformer, or a pipeline of them, flattened to its steps (passthrough removed)."""
+    if step is None or isinstance(step, str):
+        return ()
+    steps = getattr(step, "steps", None)
+    if steps:
+        out: list[Any] = []
+        for _, inner in steps:
+            out.extend(_chain(inner))
+        return tuple(out)
+    if type(step).__name__ == "FunctionTransformer" and step.func is None:
+        return ()  # the identity (how scikit-learn >= 1.7 stores remainder="passthrough")
+    return (step,)
+
+
+def _front(model: Any) -> tuple[Any, tuple[Any, ...]]:
+    """The first step that sees the raw columns, and the pipeline steps after it."""
+    steps = getattr(model, "steps", None)
+    if not steps:
+        return model, ()
+    chain = [s for _, s in steps if s is not None and not isinstance(s, str)]
+    if not chain:
+        return model, ()
+    head, rest = chain[0], tuple(chain[1:])
+    if getattr(head, "steps", None):  # a nested pipeline at the front
+        inner, inner_rest = _front(head)
+        return inner, inner_rest + rest
+    return head, rest
+
+
+def column_routes(model: Any, names: tuple[str, ...]) -> dict[str, list[Route]] | None:
+    """For a DataFrame-fit model, where each original column goes; ``None`` when not known."""
+    head, rest = _front(model)
+    position = {name: i for i, name in enumerate(names)}
+    transformers = getattr(head, "transformers_", None)
+    if transformers is not None:  # a fitted ColumnTransformer
+        indices: dict[str, Any] = getattr(head, "_transformer_to_input_indices", {}) or {}
+        routes: dict[str, list[Route]] = {name: [] for name in names}
+        for label, transformer, columns in transformers:
+            picked = indices.get(label)
+            if picked is None:
+                picked = _resolve_columns(columns, names, position)
+            dropped = isinstance(transformer, str) and transformer == "drop"
+            span = (getattr(head, "output_indices_", None) or {}).get(label)
+            one_to_one = (not dropped and span is not None
+                          and span.stop - span.start == len(picked))  # fmt: skip
+            for local, column in enumerate(int(i) for i in picked):
+                output = span.start + local if one_to_one and span is not None else None
+                routes[names[column]].append(Route(_chain(transformer), local, dropped, output))
+        return routes
+    if head is model and not getattr(model, "steps", None):
+        return None  # a bare estimator: one float matrix
+    if not hasattr(head, "transform"):
+        return None
+    chain = (head, *(s for s in rest if hasattr(s, "transform")))
+    return {name: [Route(chain, i)] for i, name in enumerate(names)}
+
+
+def _resolve_columns(columns: Any, names: tuple[str, ...], position: dict[str, int]) -> list[int]:
+    if isinstance(columns, slice) or callable(columns):
+        return []  # resolved by scikit-learn into _transformer_to_input_indices in all >= 1.2
+    items = [columns] if isinstance(columns, (str, int, np.integer)) else list(columns)
+    if items and all(isinstance(c, (bool, np.bool_)) for c in items):
+        return [i for i, keep in enumerate(items) if keep]
+    return [position[c] if isinstance(c, str) else int(c) for c in items if c in position or
+            not isinstance(c, str)]  # fmt: skip
+
+
+def _has_column_transformer(model: Any) -> bool:
+    head, _ = _front(model)
+    return getattr(head, "transformers_", None) is not None
+
+
+def column_dtype(routes: list[Route]) -> DType:
+    """The input type one column needs: what the first step that reads it learnt from it."""
+    for route in routes:
+        for step in route.steps:
+            categories = getattr(step, "categories_", None)
+            if categories is not None and route.index < len(categories):
+                kind = np.asarray(categories[route.index]).dtype.kind
+                if kind in "OUS":
+                    return "string"
+                if kind in "iub":  # booleans travel as 0/1
+                    return "int64"
+                return "float32"
+            statistics = getattr(step, "statistics_", None)
+            if statistics is not None and route.index < len(statistics):
+                if np.asarray(statistics).dtype.kind in "OUS":
+                    return "string"
+                return "float32"
+            if type(step).__name__ != "FunctionTransformer" or step.func is not None:
+                break  # the first real step decides
+    return "float32"
 
 
 def final_estimator(model: Any) -> Any:
@@ -70,13 +183,28 @@ def infer(model: Any, *, dtype: DType = "float32") -> InputSignature:
     if task == "classification":
         classes = tuple(_plain(c) for c in model.classes_)
         has_proba = _answers_proba(model)
+    inputs: tuple[TensorSpec, ...] = (TensorSpec("X", dtype, (None, int(n_features))),)
+    per_column = False
+    if feature_names is not None:
+        routes = column_routes(model, feature_names)
+        if routes is not None:
+            dtypes = {name: column_dtype(routes[name]) for name in feature_names}
+            if _has_column_transformer(model) or any(d != "float32" for d in dtypes.values()):
+                per_column = True
+                inputs = tuple(
+                    TensorSpec(
+                        name, dtype if dtypes[name] == "float32" else dtypes[name], (None, 1)
+                    )
+                    for name in feature_names
+                )
     return InputSignature(
-        inputs=(TensorSpec("X", dtype, (None, int(n_features))),),
+        inputs=inputs,
         n_features=int(n_features),
         feature_names=feature_names,
         task=task,
         classes=classes,
         has_proba=has_proba,
+        per_column=per_column,
     )
 
 
