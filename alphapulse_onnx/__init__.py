@@ -2,32 +2,61 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from alphapulse_onnx.errors import (  # noqa: E402  (re-exported after __version__, which manifest reads)
+from alphapulse_onnx.errors import (
     ApoError,
     ConversionError,
     DataFileError,
     ExitCode,
     InputError,
+    InvalidInputError,
     ManifestError,
     ModelLoadError,
     ParityError,
     TamperError,
+    UnknownModelError,
     UnsupportedModelError,
     UntrustedModelError,
 )
 
+if TYPE_CHECKING:  # imported lazily below: `apo --version` must not load scikit-learn
+    from alphapulse_onnx.batching import BatchPredictor
+    from alphapulse_onnx.registry import Registry
+
+_LAZY = {
+    "Registry": "alphapulse_onnx.registry",
+    "BatchPredictor": "alphapulse_onnx.batching",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'alphapulse_onnx' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "ApoError",
+    "BatchPredictor",
     "ConversionError",
     "DataFileError",
     "ExitCode",
     "InputError",
+    "InvalidInputError",
     "ManifestError",
     "ModelLoadError",
     "ParityError",
+    "Registry",
     "TamperError",
+    "UnknownModelError",
     "UnsupportedModelError",
     "UntrustedModelError",
     "__version__",

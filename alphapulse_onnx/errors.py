@@ -21,7 +21,9 @@ class ApoError(Exception):
 
     exit_code: ClassVar[ExitCode] = ExitCode.FAILED
 
-    def __init__(self, message: str, *, path: Path | str | None = None, hint: str | None = None):
+    def __init__(
+        self, message: str, *, path: Path | str | None = None, hint: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.path = path
@@ -44,6 +46,29 @@ class ManifestError(InputError):
 
 class DataFileError(InputError):
     """A data file (samples, prediction inputs) that cannot be read as rows of features."""
+
+
+class InvalidInputError(DataFileError, ValueError):
+    """Rows a model cannot take: wrong shape or columns, a cell that is not a number.
+
+    ``row`` (0-based position in the rows given) and ``column`` locate a bad cell when known, so a
+    caller reading a file can restate them in the file's own terms.
+    """
+
+    def __init__(self, message: str, *, path: Path | str | None = None, hint: str | None = None,
+                 row: int | None = None, column: str | int | None = None,
+                 detail: str | None = None) -> None:  # fmt: skip
+        super().__init__(message, path=path, hint=hint)
+        self.row = row
+        self.column = column
+        self.detail = detail or message
+
+
+class UnknownModelError(InputError, KeyError):
+    """A model name that the registry's manifest does not list."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return ApoError.__str__(self)
 
 
 class ModelLoadError(ApoError):

@@ -1,0 +1,368 @@
+"""User rows -> onnxruntime feeds (and scikit-learn inputs) for one manifest entry.
+
+Everything is driven by the entry's ``inputs`` and ``feature_names``: the classic artifact takes one
+float tensor ``X`` of ``n_features`` columns; DataFrame pipelines take one ``[None, 1]`` input per
+original column, typed ``string``, ``int64``, ``float32`` or ``float64``. Inputs consume the
+feature columns in order, each as many as its width.
+
+Rows may be a numpy array or a list of rows (matched by position), a pandas DataFrame, a mapping of
+column -> values or a list of mappings (matched by name, in any order). Bad rows raise
+``InvalidInputError`` (an ``ApoError`` and a ``ValueError``) naming the row and column, never a raw
+onnxruntime error. Rows and positional columns count from 0 here; ``apo predict`` restates them
+in the file's terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from alphapulse_onnx.errors import InvalidInputError
+from alphapulse_onnx.signature import TensorSpec
+
+# What a missing value (None, NaN, pd.NA) in a text column becomes in an onnxruntime string tensor.
+STRING_MISSING = ""
+
+_NP_DTYPES: dict[str, Any] = {"float32": np.float32, "float64": np.float64, "int64": np.int64}
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One artifact input: which feature columns it takes, and as what type."""
+
+    name: str
+    dtype: str  # float32 | float64 | int64 | string
+    start: int
+    width: int
+
+
+def _width(spec: TensorSpec) -> int | None:
+    if len(spec.shape) < 2:
+        return 1
+    dim = spec.shape[1]
+    return int(dim) if isinstance(dim, int) else None
+
+
+def _is_frame(X: Any) -> bool:
+    return type(X).__module__.startswith("pandas") and hasattr(X, "columns")
+
+
+def _is_series(X: Any) -> bool:
+    return type(X).__module__.startswith("pandas") and type(X).__name__ == "Series"
+
+
+class FeedBuilder:
+    """Validates rows once and turns them into feeds; all per-entry lookups are done up front."""
+
+    def __init__(
+        self, inputs: Sequence[TensorSpec], feature_names: Sequence[str] | None, *, model: str = ""
+    ) -> None:
+        if not inputs:
+            raise ValueError(f"model {model!r}: the manifest lists no inputs")
+        self.model = model
+        slots: list[_Slot] = []
+        start = 0
+        for spec in inputs:
+            width = _width(spec)
+            if width is None:
+                if len(inputs) > 1:
+                    raise ValueError(f"model {model!r}: input {spec.name!r} has no fixed width")
+                width = len(feature_names) if feature_names else -1
+            slots.append(_Slot(spec.name, spec.dtype, start, width))
+            start += max(width, 0)
+        self.slots = tuple(slots)
+        self.n_features: int | None = None if slots[0].width < 0 else start
+        names = tuple(str(n) for n in feature_names) if feature_names is not None else None
+        if names is not None and self.n_features is not None and len(names) != self.n_features:
+            names = None  # inconsistent manifest: match by position only
+        if names is None and len(slots) > 1 and all(s.width == 1 for s in slots):
+            names = tuple(s.name for s in slots)  # per-column inputs are named after the columns
+        self.names = names
+        self.model_feature_names = tuple(feature_names) if feature_names is not None else None
+        self._name_index = {n: i for i, n in enumerate(names)} if names else {}
+        self.single = len(slots) == 1 and slots[0].dtype in ("float32", "float64")
+        self._single_name = slots[0].name
+        self._single_dtype = _NP_DTYPES.get(slots[0].dtype, np.float32)
+
+    # ------------------------------------------------------------------ public
+
+    def feeds(self, X: Any) -> dict[str, np.ndarray]:
+        """The onnxruntime feeds for ``X``, in the artifact's dtypes, C-contiguous."""
+        if self.single:
+            # The hot path: a 2-D numeric array of the right width goes straight through.
+            if type(X) is np.ndarray and X.ndim == 2 and X.dtype.kind in "fiub":
+                if X.shape[1] != self.n_features and self.n_features is not None:
+                    raise self._count_error(X.shape[1])
+                return {self._single_name: np.ascontiguousarray(X, dtype=self._single_dtype)}
+            return {self._single_name: self._matrix(X, self._single_dtype)}
+        columns = self._columns(X, for_sklearn=False)
+        feeds = {}
+        for slot in self.slots:
+            block = np.stack(columns[slot.start : slot.start + slot.width], axis=1)
+            feeds[slot.name] = np.ascontiguousarray(block)
+        return feeds
+
+    def frame(self, X: Any) -> Any:
+        """What scikit-learn takes: float64 rows, or a DataFrame when the model knows names."""
+        if self.single:
+            matrix = self._matrix(X, np.float64)
+            if self.model_feature_names is None:
+                return matrix
+            import pandas as pd
+
+            return pd.DataFrame(matrix, columns=list(self.model_feature_names), copy=False)
+        import pandas as pd
+
+        columns = self._columns(X, for_sklearn=True)
+        names: Sequence[Any] = self.model_feature_names or self.names or range(len(columns))
+        return pd.DataFrame(dict(zip(names, columns, strict=True)))
+
+    # ---------------------------------------------------------------- shaping
+
+    def _count_error(self, got: int) -> InvalidInputError:
+        names = ""
+        if self.names:
+            more = ", ..." if len(self.names) > 4 else ""
+            names = f" ({', '.join(self.names[:4])}{more})"
+        return InvalidInputError(
+            f"model {self.model!r} takes {self.n_features} features per row{names}, got {got}",
+            detail=f"{got} columns where the model takes {self.n_features}",
+        )
+
+    def _not_2d(self, what: str) -> InvalidInputError:
+        return InvalidInputError(
+            f"model {self.model!r} takes 2-D rows (n_rows, n_features); got {what}",
+            hint="wrap one row as [row] or use X.reshape(1, -1)",
+        )
+
+    def _normalise(self, X: Any) -> Any:
+        """A DataFrame, or a 2-D ndarray; lists and mappings are turned into one of these."""
+        if X is None:
+            raise self._not_2d("None")
+        if isinstance(X, np.ndarray) or _is_frame(X):
+            pass
+        elif _is_series(X):
+            raise self._not_2d(f"a 1-D Series of {len(X)} values")
+        elif isinstance(X, Mapping):
+            import pandas as pd
+
+            try:
+                X = pd.DataFrame({str(k): v for k, v in X.items()})
+            except (ValueError, TypeError) as exc:
+                raise InvalidInputError(f"cannot read the columns as a table: {exc}") from None
+        elif hasattr(X, "tocsr") or hasattr(X, "toarray"):
+            raise InvalidInputError(
+                f"model {self.model!r}: sparse input is not supported", hint="pass X.toarray()"
+            )
+        elif isinstance(X, Sequence) and not isinstance(X, (str, bytes)):
+            if len(X) and all(isinstance(r, Mapping) for r in X):
+                import pandas as pd
+
+                X = pd.DataFrame.from_records(list(X))
+            else:
+                X = self._list_to_array(X)
+        else:
+            raise InvalidInputError(
+                f"model {self.model!r}: cannot use a {type(X).__name__} as rows",
+                hint="pass a numpy array, a list of rows or a pandas DataFrame",
+            )
+        if isinstance(X, np.ndarray):
+            if X.ndim != 2:
+                raise self._not_2d(
+                    f"a {X.ndim}-D array of shape {X.shape}" if X.ndim else "a scalar"
+                )
+            if self.n_features is not None and X.shape[1] != self.n_features:
+                raise self._count_error(X.shape[1])
+        return X
+
+    def _list_to_array(self, rows: Sequence[Any]) -> np.ndarray:
+        if len(rows) and not all(
+            isinstance(r, (Sequence, np.ndarray)) and not isinstance(r, (str, bytes)) for r in rows
+        ):
+            raise self._not_2d(f"a flat list of {len(rows)} values")
+        widths = {len(r) for r in rows}
+        if len(widths) > 1:
+            first = len(rows[0])
+            bad = next(i for i, r in enumerate(rows) if len(r) != first)
+            raise InvalidInputError(
+                f"row {bad} has {len(rows[bad])} values, row 0 has {first}",
+                row=bad,
+                detail=f"{len(rows[bad])} values where row 0 has {first}",
+            )
+        if not rows:
+            return np.empty((0, self.n_features or 0), dtype=np.float64)
+        if self.single:
+            try:
+                return np.asarray(rows, dtype=np.float64)
+            except (ValueError, TypeError):
+                pass  # diagnosed cell by cell below
+        array = np.empty((len(rows), len(rows[0])), dtype=object)
+        array[:] = [list(r) for r in rows]
+        return array
+
+    def _frame_in_order(self, df: Any) -> Any:
+        columns = list(df.columns)
+        if len(set(columns)) != len(columns):
+            dupes = sorted({str(c) for c in columns if columns.count(c) > 1})
+            raise InvalidInputError(f"duplicate columns: {', '.join(dupes[:5])}")
+        if self.names is not None and columns and all(isinstance(c, str) for c in columns):
+            if columns == list(self.names):
+                return df
+            present = set(columns)
+            missing = [n for n in self.names if n not in present]
+            extra = [c for c in columns if c not in self._name_index]
+            if missing or extra:
+                parts = []
+                if missing:
+                    parts.append(f"missing columns: {_preview(missing)}")
+                if extra:
+                    parts.append(f"unexpected columns: {_preview(extra)}")
+                raise InvalidInputError(
+                    f"model {self.model!r}: {'; '.join(parts)}",
+                    hint="pass exactly the model's feature columns (any order)",
+                )
+            return df[list(self.names)]
+        if self.n_features is not None and len(columns) != self.n_features:
+            raise self._count_error(len(columns))
+        return df
+
+    def _column_label(self, j: int, frame_names: Sequence[Any] | None = None) -> str | int:
+        if frame_names is not None and isinstance(frame_names[j], str):
+            return str(frame_names[j])
+        if self.names is not None:
+            return self.names[j]
+        return j
+
+    # ------------------------------------------------------------- converting
+
+    def _matrix(self, X: Any, dtype: Any) -> np.ndarray:
+        """All-numeric rows as one C-contiguous (n_rows, n_features) array of ``dtype``."""
+        X = self._normalise(X)
+        if isinstance(X, np.ndarray):
+            if X.dtype.kind in "fiub":
+                return np.ascontiguousarray(X, dtype=dtype)
+            try:
+                return np.ascontiguousarray(X.astype(dtype))
+            except (ValueError, TypeError):
+                for j in range(X.shape[1]):
+                    _numeric(X[:, j], dtype, self._column_label(j))
+                raise InvalidInputError("the rows are not all numbers") from None
+        df = self._frame_in_order(X)
+        if all(_numeric_dtype(t) for t in df.dtypes):
+            try:
+                return np.ascontiguousarray(df.to_numpy(dtype=dtype, na_value=np.nan))
+            except (ValueError, TypeError):
+                pass
+        names = list(df.columns)
+        out = np.empty((len(df), len(names)), dtype=dtype)
+        for j in range(len(names)):
+            out[:, j] = _numeric(df.iloc[:, j], dtype, self._column_label(j, names))
+        return out
+
+    def _columns(self, X: Any, *, for_sklearn: bool) -> list[np.ndarray]:
+        """One 1-D array per feature column, typed for its input (multi-input artifacts)."""
+        X = self._normalise(X)
+        names: list[Any] | None = None
+        if not isinstance(X, np.ndarray):
+            X = self._frame_in_order(X)
+            names = list(X.columns)
+        out: list[np.ndarray] = []
+        for slot in self.slots:
+            for j in range(slot.start, slot.start + slot.width):
+                label = self._column_label(j, names)
+                values = X[:, j] if names is None else X.iloc[:, j]
+                if slot.dtype == "string":
+                    out.append(_strings(values, keep_missing=for_sklearn))
+                elif slot.dtype == "int64":
+                    out.append(_integers(values, label))
+                else:
+                    dtype = np.float64 if for_sklearn else _NP_DTYPES[slot.dtype]
+                    out.append(_numeric(values, dtype, label))
+        return out
+
+
+def _preview(items: Sequence[Any], limit: int = 5) -> str:
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _numeric_dtype(dtype: Any) -> bool:
+    kind = getattr(dtype, "kind", "O")
+    return kind in "fiub"
+
+
+def _values(values: Any) -> np.ndarray:
+    if _is_series(values):
+        if _numeric_dtype(values.dtype):
+            return np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan))
+        return np.asarray(values.to_numpy(dtype=object))
+    return np.asarray(values)
+
+
+def _bad_cell(row: int, column: str | int, value: Any, what: str) -> InvalidInputError:
+    where = f"column {column!r}" if isinstance(column, str) else f"column {column}"
+    detail = f"{value!r} is not {what}"
+    return InvalidInputError(f"row {row}, {where}: {detail}", row=row, column=column, detail=detail)
+
+
+def _numeric(values: Any, dtype: Any, column: str | int) -> np.ndarray:
+    """One column as numbers; the first cell that is not one is named with its row."""
+    if _is_series(values) and _numeric_dtype(values.dtype):
+        return np.asarray(values.to_numpy(dtype=dtype, na_value=np.nan))
+    array = _values(values)
+    if array.dtype.kind in "fiub":
+        return array.astype(dtype, copy=False)
+    try:
+        return array.astype(dtype)
+    except (ValueError, TypeError):
+        pass
+    for i, value in enumerate(array):
+        if _missing(value):
+            continue
+        try:
+            float(value)
+        except (ValueError, TypeError):
+            raise _bad_cell(i, column, value, "a number") from None
+    # every cell parses on its own (e.g. pd.NA mixed with numbers): convert one by one
+    return np.array([np.nan if _missing(v) else float(v) for v in array], dtype=dtype)
+
+
+def _integers(values: Any, column: str | int) -> np.ndarray:
+    array = _values(values)
+    if array.dtype.kind in "iub":
+        return array.astype(np.int64, copy=False)
+    floats = _numeric(array, np.float64, column)
+    bad = ~np.isfinite(floats) | (np.floor(floats) != floats)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise _bad_cell(i, column, array[i], "a whole number")
+    return floats.astype(np.int64)
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN, and pd.NA raises below
+    except TypeError:
+        return True
+
+
+def _strings(values: Any, *, keep_missing: bool) -> np.ndarray:
+    """One text column as an object array of ``str`` (missing values as ``STRING_MISSING``, or kept
+    as NaN for scikit-learn, whose imputers look for NaN)."""
+    array = _values(values)
+    if array.dtype.kind == "U":
+        return array.astype(object)
+    out = np.empty(len(array), dtype=object)
+    for i, value in enumerate(array):
+        if isinstance(value, str):
+            out[i] = value
+        elif _missing(value):
+            out[i] = np.nan if keep_missing else STRING_MISSING
+        else:
+            out[i] = str(value)
+    return out

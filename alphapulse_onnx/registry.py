@@ -1,0 +1,539 @@
+"""The public runtime: ``Registry.open(path)`` and the model objects it hands out.
+
+A model serves from its ONNX artifact with onnxruntime when the artifact exists, its sha256 still
+matches the manifest, and it converted and passed validation; otherwise from the source model with
+scikit-learn (loaded through the same safe loader as ``apo convert``), saying why in ONE log line on
+the ``alphapulse_onnx`` logger. Engines are chosen lazily, once per model, under a lock; the
+per-call path does no lookups, hashing or probing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from alphapulse_onnx import manifest as manifest_io
+from alphapulse_onnx import runtime
+from alphapulse_onnx._fsutil import sha256_bytes
+from alphapulse_onnx.errors import (
+    ApoError,
+    InputError,
+    InvalidInputError,
+    ModelLoadError,
+    ProviderError,
+    UnknownModelError,
+)
+from alphapulse_onnx.feeds import FeedBuilder
+from alphapulse_onnx.loading import DEFAULT_POLICY, TrustPolicy
+from alphapulse_onnx.manifest import Manifest, ManifestEntry
+from alphapulse_onnx.signature import TensorSpec
+
+logger = logging.getLogger("alphapulse_onnx")
+
+EngineName = Literal["onnxruntime", "sklearn"]
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What one run gives: labels or regression values, and class probabilities when asked."""
+
+    predictions: np.ndarray | None
+    probabilities: np.ndarray | None
+
+
+class _OrtEngine:
+    name: EngineName = "onnxruntime"
+
+    def __init__(
+        self, session: Any, builder: FeedBuilder, entry: ManifestEntry, classes: np.ndarray | None
+    ) -> None:
+        self.session = session
+        self.provider: str | None = session.get_providers()[0]
+        self.builder = builder
+        outputs = [o.name for o in session.get_outputs()]
+        self._pred_out = [outputs[0]]
+        self._proba_out = [outputs[1]] if len(outputs) > 1 else []
+        self._both_out = outputs[:2]
+        self._classes = classes
+        self._label_dtype = classes.dtype if classes is not None else None
+        shape = entry.outputs[0].shape if entry.outputs else (None, 1)
+        self._flatten = entry.task == "regression" and (len(shape) < 2 or shape[1] == 1)
+
+    def prepare(self, X: Any) -> dict[str, np.ndarray]:
+        return self.builder.feeds(X)
+
+    @staticmethod
+    def rows(prepared: dict[str, np.ndarray]) -> int:
+        return len(next(iter(prepared.values())))
+
+    @staticmethod
+    def concat(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    @staticmethod
+    def take(prepared: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
+        return {k: v[start:stop] for k, v in prepared.items()}
+
+    def _predictions(self, raw: np.ndarray) -> np.ndarray:
+        if self._label_dtype is not None:
+            return raw if raw.dtype == self._label_dtype else raw.astype(self._label_dtype)
+        values = raw.astype(np.float64, copy=False)
+        return values.ravel() if self._flatten else values
+
+    def _run(self, names: list[str], prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return self.session.run(names, prepared)  # type: ignore[no-any-return]
+        except Exception as exc:  # onnxruntime's own exception types: state it in apo's terms
+            raise _ort_failure(exc, self.builder.model) from None
+
+    def predict(self, prepared: dict[str, np.ndarray]) -> np.ndarray:
+        return self._predictions(self._run(self._pred_out, prepared)[0])
+
+    def predict_proba(self, prepared: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(self._run(self._proba_out, prepared)[0], dtype=np.float64)
+
+    def run(self, prepared: dict[str, np.ndarray], *, proba: bool) -> Outputs:
+        if not proba:
+            return Outputs(self.predict(prepared), None)
+        labels, probabilities = self._run(self._both_out, prepared)
+        return Outputs(self._predictions(labels), np.asarray(probabilities, dtype=np.float64))
+
+
+def _ort_failure(exc: Exception, model: str) -> ApoError:
+    """onnxruntime errors as apo errors: bad arguments are the caller's input, the rest ours."""
+    detail = _first_line(exc)
+    if type(exc).__name__ == "InvalidArgument":
+        return InvalidInputError(f"model {model!r}: onnxruntime refused the rows: {detail}")
+    return ApoError(f"model {model!r}: onnxruntime failed: {detail}")
+
+
+class _SklearnEngine:
+    name: EngineName = "sklearn"
+    provider: str | None = None
+
+    def __init__(self, estimator: Any, builder: FeedBuilder, reason: str) -> None:
+        self.estimator = estimator
+        self.builder = builder
+        self.reason = reason
+
+    def prepare(self, X: Any) -> Any:
+        return self.builder.frame(X)
+
+    @staticmethod
+    def rows(prepared: Any) -> int:
+        return len(prepared)
+
+    @staticmethod
+    def concat(parts: Sequence[Any]) -> Any:
+        if len(parts) == 1:
+            return parts[0]
+        if isinstance(parts[0], np.ndarray):
+            return np.concatenate(parts)
+        import pandas as pd
+
+        return pd.concat(list(parts), ignore_index=True)
+
+    @staticmethod
+    def take(prepared: Any, start: int, stop: int) -> Any:
+        return (
+            prepared[start:stop] if isinstance(prepared, np.ndarray) else prepared.iloc[start:stop]
+        )
+
+    def _call(self, method: str, prepared: Any) -> np.ndarray:
+        try:
+            return np.asarray(getattr(self.estimator, method)(prepared))
+        except ValueError as exc:  # scikit-learn's own input checks
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InvalidInputError(f"scikit-learn refused the rows: {first}") from None
+
+    def predict(self, prepared: Any) -> np.ndarray:
+        return self._call("predict", prepared)
+
+    def predict_proba(self, prepared: Any) -> np.ndarray:
+        return np.asarray(self._call("predict_proba", prepared), dtype=np.float64)
+
+    def run(self, prepared: Any, *, proba: bool) -> Outputs:
+        return Outputs(self.predict(prepared), self.predict_proba(prepared) if proba else None)
+
+
+Engine = _OrtEngine | _SklearnEngine
+
+
+class Model:
+    """One model of a registry: ``predict``, ``predict_proba`` and what it takes and gives.
+
+    ``engine`` says what serves it (``"onnxruntime"`` or ``"sklearn"``); choosing it loads the
+    artifact (or source) once, on first use.
+    """
+
+    def __init__(self, registry: Registry, entry: ManifestEntry) -> None:
+        self._registry = registry
+        self.entry = entry
+        self.name = entry.name
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._classes = np.asarray(entry.classes) if entry.classes is not None else None
+        self._task = entry.task
+        self._proba_ok: bool | None = None  # decided once, then read on every predict_proba
+
+    def __repr__(self) -> str:
+        engine = self._engine.name if self._engine else "not loaded"
+        return f"<apo Model {self.name!r} ({self._task or '?'}, {engine})>"
+
+    # ------------------------------------------------------------- metadata
+
+    @property
+    def task(self) -> str | None:
+        """``"classification"`` or ``"regression"``."""
+        if self._task is None:
+            self._ensure()
+        return self._task
+
+    @property
+    def classes(self) -> np.ndarray | None:
+        """Class labels in scikit-learn's order (``classes_``); ``None`` for regressors."""
+        if self._classes is None and self.entry.task is None:
+            self._ensure()
+        return self._classes
+
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        return self._ensure().builder.model_feature_names or self.entry.feature_names
+
+    @property
+    def n_features(self) -> int | None:
+        return self._ensure().builder.n_features
+
+    @property
+    def has_proba(self) -> bool:
+        engine = self._ensure()
+        if isinstance(engine, _SklearnEngine):
+            try:
+                return self.task == "classification" and hasattr(engine.estimator, "predict_proba")
+            except Exception:
+                return False
+        return self.task == "classification" and self.entry.has_proba is not False
+
+    @property
+    def engine(self) -> EngineName:
+        return self._ensure().name
+
+    @property
+    def provider(self) -> str | None:
+        """The onnxruntime execution provider serving it (``None`` under scikit-learn)."""
+        return self._ensure().provider
+
+    @property
+    def fallback_reason(self) -> str | None:
+        engine = self._ensure()
+        return engine.reason if isinstance(engine, _SklearnEngine) else None
+
+    # ------------------------------------------------------------ predicting
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Labels (in the original class values) or regression values, as scikit-learn gives."""
+        engine = self._engine or self._ensure()
+        prepared = engine.prepare(X)
+        if engine.rows(prepared) == 0:
+            return self._empty(proba=False)
+        return engine.predict(prepared)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, shape (n_rows, n_classes), float64."""
+        engine = self._engine or self._ensure()
+        self._check_proba()
+        prepared = engine.prepare(X)
+        if engine.rows(prepared) == 0:
+            return self._empty(proba=True)
+        return engine.predict_proba(prepared)
+
+    async def predict_async(self, X: Any) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._registry.executor, self.predict, X)
+
+    async def predict_proba_async(self, X: Any) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._registry.executor, self.predict_proba, X)
+
+    # ---------------------------------------------- for apo predict and batching
+
+    def prepare(self, X: Any) -> Any:
+        """Validate ``X`` and convert it for the engine (raises ``InvalidInputError``)."""
+        return (self._engine or self._ensure()).prepare(X)
+
+    def run_prepared(self, prepared: Any, *, proba: bool) -> Outputs:
+        engine = self._engine or self._ensure()
+        if proba:
+            self._check_proba()
+        if engine.rows(prepared) == 0:
+            return Outputs(self._empty(proba=False), self._empty(proba=True) if proba else None)
+        return engine.run(prepared, proba=proba)
+
+    def _check_proba(self) -> None:
+        if self._proba_ok:
+            return
+        if self.task != "classification":
+            raise InputError(f"model {self.name!r} is a regressor: it has no predict_proba")
+        if not self.has_proba:
+            raise InputError(
+                f"model {self.name!r} has no predict_proba (its estimator only decides)",
+                hint="use predict(), or retrain with probability estimates",
+            )
+        self._proba_ok = True
+
+    def _empty(self, *, proba: bool) -> np.ndarray:
+        if proba:
+            return np.empty((0, len(self._classes) if self._classes is not None else 0))
+        if self._classes is not None:
+            return np.empty(0, dtype=self._classes.dtype)
+        return np.empty(0, dtype=np.float64)
+
+    # --------------------------------------------------------- engine choice
+
+    def _ensure(self) -> Engine:
+        engine = self._engine
+        if engine is not None:
+            return engine
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._choose_engine()
+            return self._engine
+
+    def _choose_engine(self) -> Engine:
+        entry = self.entry
+        reason, data = self._onnx_blocker()
+        if data is not None:
+            builder = FeedBuilder(entry.inputs, entry.feature_names, model=self.name)
+            try:
+                session = self._registry.session_for(self.name, data, entry)
+            except Exception as exc:
+                reason = f"onnxruntime cannot load the artifact ({_first_line(exc)})"
+            else:
+                return _OrtEngine(session, builder, entry, self._classes)
+        assert reason is not None
+        return self._sklearn_engine(reason)
+
+    def _onnx_blocker(self) -> tuple[str | None, bytes | None]:
+        """Why the artifact cannot serve, or its verified bytes."""
+        entry = self.entry
+        if not entry.ok:
+            detail = _first_line(entry.error) if entry.error else "unknown error"
+            return f"its conversion failed at {entry.stage or '?'} ({detail})", None
+        if entry.artifact is None:
+            return "the manifest lists no artifact for it", None
+        if entry.validation is None or not entry.validation.passed:
+            return "its artifact did not pass validation", None
+        if not runtime.is_available():
+            return "onnxruntime is not installed", None
+        if not self._registry.providers:
+            return "no onnxruntime execution provider runs here", None
+        path = self._registry.manifest_dir / entry.artifact.path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return f"its artifact {path} is missing", None
+        except OSError as exc:
+            return f"its artifact {path} cannot be read ({exc.strerror})", None
+        if sha256_bytes(data) != entry.artifact.sha256:
+            return f"its artifact {path} no longer matches the manifest's sha256", None
+        return None, data
+
+    def _sklearn_engine(self, reason: str) -> _SklearnEngine:
+        from alphapulse_onnx import loading
+
+        entry = self.entry
+        source = self._registry.root / entry.source.path
+        if not source.is_file():
+            raise ModelLoadError(
+                f"model {self.name!r} cannot be served: {reason}, and its source model is missing",
+                path=source,
+                hint="restore the file or rerun `apo convert`",
+            )
+        loaded = loading.load(source, self._registry.policy)
+        estimator = loaded.estimator
+        inputs, names = entry.inputs, entry.feature_names
+        if not inputs:  # a model that failed before its signature was recorded
+            from alphapulse_onnx.signature import infer
+
+            signature = infer(estimator, dtype="float64")
+            inputs, names = signature.inputs, signature.feature_names
+            self._task = signature.task
+            if signature.classes is not None:
+                self._classes = np.asarray(estimator.classes_)
+        elif self._task is None:
+            from alphapulse_onnx.signature import task_of
+
+            self._task = task_of(estimator)
+        inputs = tuple(
+            TensorSpec(s.name, "float64" if s.dtype == "float32" else s.dtype, s.shape)
+            for s in inputs
+        )
+        builder = FeedBuilder(inputs, names, model=self.name)
+        logger.warning("model %r: serving with scikit-learn because %s", self.name, reason)
+        return _SklearnEngine(estimator, builder, reason)
+
+
+def _first_line(value: object) -> str:
+    lines = str(value).strip().splitlines()
+    return (lines[0] if lines else type(value).__name__)[:200]
+
+
+class Registry:
+    """A converted registry: ``Registry.open("models/onnx")["reversal_rf"].predict(X)``."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        manifest_path: Path,
+        *,
+        providers: Sequence[str] | None = None,
+        settings: runtime.SessionSettings | None = None,
+        policy: TrustPolicy = DEFAULT_POLICY,
+        executor: Executor | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.manifest_path = manifest_path
+        self.manifest_dir = manifest_path.parent
+        self.root = manifest_io.registry_dir(manifest_path, manifest)
+        self.policy = policy
+        self.settings = settings
+        self.executor = executor
+        self.providers: tuple[str, ...] = ()
+        if runtime.is_available():
+            self.providers = tuple(runtime.runnable_providers(providers))
+            if providers and not self.providers:
+                report = runtime.probe_all()
+                wanted = ", ".join(runtime.provider_name(p) for p in providers)
+                reasons = "; ".join(
+                    f"{p.name}: {p.reason}"
+                    for p in report.providers
+                    if p.name in [runtime.provider_name(w) for w in providers] and p.reason
+                )
+                raise ProviderError(
+                    f"{wanted} does not run here" + (f" ({reasons})" if reasons else ""),
+                    hint="run `apo providers` to see what runs",
+                )
+        elif providers:
+            raise ProviderError("onnxruntime is not installed", hint="pip install onnxruntime")
+        self._models: dict[str, Model] = {}
+        self._entries = {e.name: e for e in manifest.models}
+        self._lock = threading.Lock()
+        self._sessions: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        providers: Sequence[str] | None = None,
+        settings: runtime.SessionSettings | None = None,
+        policy: TrustPolicy = DEFAULT_POLICY,
+        executor: Executor | None = None,
+    ) -> Registry:
+        """A folder holding ``manifest.json``, or the manifest file itself.
+
+        ``providers`` (e.g. ``["cuda"]``) restricts onnxruntime to those; by default the best that
+        really run here, CUDA then CPU. ``settings`` overrides the tuned session settings that
+        ``apo bench`` records per model. ``executor`` runs the ``*_async`` calls (default: the
+        event loop's).
+        """
+        manifest_path = manifest_io.resolve_path(Path(path))
+        manifest = manifest_io.read(manifest_path)
+        return cls(
+            manifest,
+            manifest_path,
+            providers=providers,
+            settings=settings,
+            policy=policy,
+            executor=executor,
+        )
+
+    # ---------------------------------------------------------- mapping API
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __getitem__(self, name: str) -> Model:
+        model = self._models.get(name)
+        if model is not None:
+            return model
+        entry = self._entry(name)
+        with self._lock:
+            model = self._models.get(entry.name)
+            if model is None:
+                model = self._models[entry.name] = Model(self, entry)
+            self._models[name] = model  # also under the alias it was asked by (a source path)
+            return model
+
+    def __repr__(self) -> str:
+        return f"<apo Registry {self.manifest_path} ({len(self)} models)>"
+
+    def _entry(self, name: str) -> ManifestEntry:
+        entry = self._entries.get(name)
+        if entry is not None:
+            return entry
+        try:
+            return self.manifest.entry(name)  # also by source path, e.g. regime/breakout_mlp.pkl
+        except KeyError:
+            names = ", ".join(list(self._entries)[:10])
+            raise UnknownModelError(
+                f"no model named {name!r} (models: {names or 'none'})", path=self.manifest_path
+            ) from None
+
+    # ----------------------------------------------------------- shortcuts
+
+    def predict(self, name: str, X: Any) -> np.ndarray:
+        return self[name].predict(X)
+
+    def predict_proba(self, name: str, X: Any) -> np.ndarray:
+        return self[name].predict_proba(X)
+
+    async def predict_async(self, name: str, X: Any) -> np.ndarray:
+        """``predict`` in the executor: onnxruntime releases the GIL, the event loop keeps going."""
+        return await self[name].predict_async(X)
+
+    async def predict_proba_async(self, name: str, X: Any) -> np.ndarray:
+        return await self[name].predict_proba_async(X)
+
+    # ------------------------------------------------------------- sessions
+
+    def session_for(self, name: str, data: bytes, entry: ManifestEntry) -> Any:
+        """One onnxruntime session per (model, providers), created once."""
+        key = (name, self.providers)
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is None:
+                settings = self.settings or _settings(entry)
+                session = runtime.make_session(data, list(self.providers), settings)
+                self._sessions[key] = session
+            return session
+
+
+def _settings(entry: ManifestEntry) -> runtime.SessionSettings:
+    try:
+        return runtime.SessionSettings.from_json(entry.session)
+    except (TypeError, ValueError):
+        return runtime.SessionSettings()
+
+
+__all__ = ["ApoError", "Model", "Outputs", "Registry"]

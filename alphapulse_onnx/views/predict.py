@@ -1,0 +1,77 @@
+"""How ``apo predict`` looks: predictions on stdout or in a file, a progress bar for big inputs on a
+terminal, the scikit-learn fallback as one warning line, and a summary (JSON with ``--json``)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+from alphapulse_onnx import render
+from alphapulse_onnx.commands.predict import ChunkDone, PredictResult
+
+
+class _WarningLines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        render.warning_line(record.getMessage())
+
+
+@contextlib.contextmanager
+def log_lines() -> Iterator[None]:
+    """Route the runtime's log lines (the fallback notice) to stderr in apo's own format."""
+    logger = logging.getLogger("alphapulse_onnx")
+    handler = _WarningLines(level=logging.WARNING)
+    saved = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = saved
+
+
+def detach_stdout() -> None:
+    """Point stdout at /dev/null after a broken pipe, so the exit flush does not fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def run_with_progress(events: Iterator[ChunkDone | PredictResult], *, quiet: bool) -> PredictResult:
+    """Drive the command; a bar appears only once the input spans more than one chunk."""
+    progress = None
+    task = None
+    try:
+        for event in events:
+            if isinstance(event, PredictResult):
+                return event
+            if (
+                progress is None
+                and render.show_progress(quiet)
+                and (event.total_rows is None or event.rows_done < event.total_rows)
+            ):
+                progress = render.progress_bar()
+                progress.start()
+                task = progress.add_task("predicting", total=event.total_rows, status="rows")
+            if progress is not None and task is not None:
+                progress.update(task, completed=event.rows_done)
+    finally:
+        if progress is not None:
+            progress.stop()
+    raise RuntimeError("apo predict ended without a result")
+
+
+def show(result: PredictResult, *, as_json: bool) -> None:
+    if as_json:
+        render.print_json(result.to_json())
+        return
+    if result.output is not None:
+        where = f"{result.provider}" if result.provider else "scikit-learn fallback"
+        render.info_line(
+            f"{result.model}: {result.rows} rows -> {result.output} "
+            f"({result.engine}, {where}, {result.seconds:.2f} s)"
+        )
