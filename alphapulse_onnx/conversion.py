@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from packaging.version import Version
 
 from alphapulse_onnx.errors import ConversionError, UnsupportedModelError
-from alphapulse_onnx.signature import DType, InputSignature, TensorSpec
+from alphapulse_onnx.signature import DType, InputSignature, TensorSpec, final_estimator
 
 Precision = Literal["float32", "float64"]
 
@@ -242,9 +242,7 @@ def convert(model: Any, signature: InputSignature, *, precision: Precision = "fl
     if signature.per_column:
         initial_types = _column_types(signature, tensor_type)
     _require_extras(model)
-    options: dict[Any, Any] = {}
-    if signature.task == "classification":
-        options = {"zipmap": False}
+    options = _classifier_options(model) if signature.task == "classification" else {}
     with _translate_errors(model):
         proto = to_onnx(
             model,
@@ -272,6 +270,26 @@ def convert(model: Any, signature: InputSignature, *, precision: Precision = "fl
         ml_opset=ML_OPSET,
         precision=precision,
     )
+
+
+def _classifier_options(model: Any) -> dict[Any, Any]:
+    """ZipMap off where the final classifier's converter has one (LinearSVC's has none).
+
+    skl2onnx adds ``zipmap=True`` for any classifier whose options name nothing, and then rejects
+    it for converters without a ZipMap; naming their own ``nocl`` default keeps it out.
+    """
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+    from skl2onnx.common._registration import _converter_pool
+
+    final = final_estimator(model)
+    alias = sklearn_operator_name_map.get(type(final))
+    registered = _converter_pool.get(alias) if alias else None
+    allowed = (registered.get_allowed_options() or {}) if registered is not None else {"zipmap": 1}
+    if "zipmap" in allowed:
+        return {"zipmap": False}
+    if "nocl" in allowed:
+        return {id(final): {"nocl": False}}
+    return {}
 
 
 def _column_types(signature: InputSignature, float_type: Any) -> list[tuple[str, Any]]:

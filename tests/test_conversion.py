@@ -61,6 +61,8 @@ def _families() -> dict[str, tuple[str, Any]]:
         "svc_proba": ("iris", scaled(svm.SVC(probability=True, random_state=0))),
         "svc_decision": ("cancer", scaled(svm.SVC())),
         "svr": ("diabetes", svm.SVR(C=10.0)),
+        "linear_svc": ("wine", scaled(svm.LinearSVC())),  # no ZipMap option in its converter
+        "linear_svc_bare": ("cancer", svm.LinearSVC(max_iter=5000)),
         "knn_clf": ("wine", scaled(neighbors.KNeighborsClassifier())),
         "knn_reg": ("diabetes", neighbors.KNeighborsRegressor()),
         "gnb": ("wine", naive_bayes.GaussianNB()),
