@@ -10,10 +10,13 @@ override guards both formats (compressed or not). See docs/explanation/security.
 
 from __future__ import annotations
 
+import _compat_pickle
+import functools
 import importlib
 import inspect
 import pickle
 import re
+import types
 import warnings
 import zipfile
 from collections.abc import Iterable
@@ -41,12 +44,38 @@ MODEL_SUFFIXES: dict[str, ModelFormat] = {
 
 # Libraries whose *classes* a model is made of. Functions are never allowed by module, only by name.
 _CLASS_PACKAGES = ("sklearn", "numpy", "scipy.sparse", "lightgbm", "xgboost", "catboost")
-# Modules inside those packages that hold test helpers, build tools or vendored code: never.
+# The boosting libraries also ship trackers, servers and training callbacks: only the modules that
+# hold their estimators and boosters are open.
+_LIBRARY_MODULES: dict[str, frozenset[str]] = {
+    "lightgbm": frozenset({"lightgbm.sklearn", "lightgbm.basic"}),
+    "xgboost": frozenset({"xgboost.sklearn", "xgboost.core"}),
+    "catboost": frozenset({"catboost.core"}),
+}
+# Modules inside those packages that hold test helpers, build tools, file and network access or
+# vendored code: never, whether named directly or as the defining module of a re-exported class.
 _DENIED_MODULES = re.compile(
     r"(^|\.)(tests?|_testing|testing|estimator_checks|_build_utils|externals|conftest|"
-    r"_show_versions|distutils|f2py|ctypeslib|_pytesttester|lib\._datasource|"
-    r"callback|plotting|dask|spark)(\.|$)"
+    r"_show_versions|distutils|f2py|ctypeslib|_pytesttester|_datasource|_iotools|_npyio_impl|"
+    r"npyio|_mocking|datasets|parallel|callback|plotting|dask|spark|tracker|federated|"
+    r"collective|engine|__main__|_pyinstaller|__config__|_configtool)(\.|$)"
 )
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# Classes of the model libraries whose constructor touches files or calls what it is given.
+_DENIED_CLASSES = frozenset(
+    {
+        "numpy.memmap",  # memmap(path, mode="w+") creates or truncates any file
+        "numpy.vectorize",  # calls the function it wraps
+        "numpy.lib._function_base_impl.vectorize",
+        "numpy.errstate",  # its call= hook
+        "numpy._core._ufunc_config.errstate",
+        "numpy.lib._stride_tricks_impl.DummyArray",  # an __array_interface__ of its caller's choice
+        "numpy.lib.stride_tricks.DummyArray",
+    }
+)
+# Attributes that make numpy treat an object as an array: ``__array_interface__`` carries a raw
+# memory address. No fitted model stores a dunder attribute, so a file that sets one is refused.
+_DUNDER = re.compile(r"^__\w+__$")
+_GRAPH_BUDGET = 5_000_000  # objects visited before the walk gives up (a DoS guard, not a check)
 # Exact globals beyond those classes: array and RNG rebuilders, container types and codecs.
 _ALLOWED_NAMES = frozenset(
     {
@@ -60,6 +89,7 @@ _ALLOWED_NAMES = frozenset(
         "numpy.random._pickle.__generator_ctor",
         "numpy.random._pickle.__bit_generator_ctor",
         "joblib.numpy_pickle.NumpyArrayWrapper",
+        "numpy.ma.core._mareconstruct",  # masked arrays (a search's cv_results_)
         "builtins.slice",
         "builtins.set",
         "builtins.frozenset",
@@ -156,7 +186,20 @@ def _from_model_library(module: str) -> bool:
     return any(module == p or module.startswith(p + ".") for p in _CLASS_PACKAGES)
 
 
+def _module_open(module: str) -> bool:
+    """Whether classes may come from ``module`` at all (checked before anything is imported)."""
+    if not _MODULE_NAME.match(module) or not _from_model_library(module):
+        return False
+    if _DENIED_MODULES.search(module):
+        return False
+    library = _LIBRARY_MODULES.get(module.split(".")[0])
+    return library is None or module in library
+
+
 def _resolvable(module: str, name: str) -> bool:
+    """Whether an allowlisted module has ``name``; never imports a module outside the allowlist."""
+    if not _module_open(module) or not name.isidentifier():
+        return False
     try:
         _resolve(module, name)
     except (ImportError, AttributeError):
@@ -164,42 +207,67 @@ def _resolvable(module: str, name: str) -> bool:
     return True
 
 
+@functools.cache
+def _metric_functions() -> frozenset[str]:
+    """Score functions of scikit-learn's named scorers (a fitted search keeps its scorer)."""
+    from sklearn.metrics import get_scorer, get_scorer_names
+
+    names: set[str] = {"sklearn.metrics._scorer._passthrough_scorer"}
+    for scorer_name in get_scorer_names():
+        func = getattr(get_scorer(scorer_name), "_score_func", None)
+        if func is not None and inspect.isfunction(func):
+            names.add(f"{func.__module__}.{func.__qualname__}")
+    return frozenset(names)
+
+
+def _safe_class(obj: Any, top: str) -> bool:
+    if not inspect.isclass(obj) or obj.__module__.split(".")[0] != top:
+        return False
+    if not _module_open(obj.__module__):  # a class re-exported from a denied module
+        return False
+    if f"{obj.__module__}.{obj.__qualname__}" in _DENIED_CLASSES:
+        return False
+    return not issubclass(obj, np.memmap)
+
+
 def _is_allowed(module: str, name: str, policy: TrustPolicy) -> tuple[bool, Any]:
     """Decide whether ``module.name`` may be resolved; return the object when already resolved."""
-    if policy.trusts(module, name) or f"{module}.{name}" in _ALLOWED_NAMES:
+    dotted = f"{module}.{name}"
+    if policy.trusts(module, name) or dotted in _ALLOWED_NAMES:
         return True, None
     if module == "numpy" and name in SAFE_UFUNCS:
         return True, None
-    top = module.split(".")[0]
-    if not _from_model_library(module):
-        return False, None
-    if _DENIED_MODULES.search(module):
-        return False, None
+    if not _module_open(module) or not name.isidentifier():
+        return False, None  # a dotted name could walk into (and import) a denied submodule
     if _CYTHON_RESTORER.match(name) or (name == "newObj" and module in _SKLEARN_NEWOBJ_MODULES):
+        return True, None
+    if module.startswith("sklearn.metrics.") and dotted in _metric_functions():
         return True, None
     upgraded = compat.find_renamed(module, name)
     if upgraded is not None:
         return True, upgraded
+    if f"{module}.{name}" in _DENIED_CLASSES:
+        return False, None
     try:
         obj = _resolve(module, name)
     except (ImportError, AttributeError):
         return False, None
     # Classes only: building one calls its constructor or __setstate__, which in these libraries
     # stores state. Functions (np.load, test helpers, build tools...) are never reachable.
-    if inspect.isclass(obj) and obj.__module__.split(".")[0] == top:
+    if _safe_class(obj, module.split(".")[0]):
         return True, obj
     return False, None
 
 
 class _Refused(pickle.UnpicklingError):
-    def __init__(self, module: str, name: str):
+    def __init__(self, module: str, name: str) -> None:
         super().__init__(f"{module}.{name}")
         self.module = module
         self.name = name
 
 
 class _MissingGlobal(pickle.UnpicklingError):
-    def __init__(self, module: str, name: str, cause: Exception):
+    def __init__(self, module: str, name: str, cause: Exception) -> None:
         super().__init__(f"{module}.{name}: {cause}")
         self.module = module
         self.name = name
@@ -208,22 +276,25 @@ class _MissingGlobal(pickle.UnpicklingError):
 class _RestrictedUnpickler(numpy_pickle.NumpyUnpickler):  # type: ignore[misc]
     """joblib's unpickler (reads plain pickles too) with ``find_class`` limited to the allowlist."""
 
-    def __init__(self, filename: str, handle: Any, policy: TrustPolicy):
+    def __init__(self, filename: str, handle: Any, policy: TrustPolicy) -> None:
         super().__init__(filename, handle, ensure_native_byte_order=True)
         self._policy = policy
 
     def find_class(self, module: str, name: str) -> Any:
+        if self.proto < 3 and self.fix_imports:
+            # Protocols 0-2 name Python 2 modules (__builtin__, copy_reg): check what they map to.
+            module, name = _python3_name(module, name)
         if not self._policy.unsafe:
             allowed, obj = _is_allowed(module, name, self._policy)
             if not allowed:
-                if _from_model_library(module) and not _resolvable(module, name):
+                if _module_open(module) and name.isidentifier() and not _resolvable(module, name):
                     # A class the model's own library once had: say which versions differ.
                     raise _MissingGlobal(module, name, AttributeError(name))
                 raise _Refused(module, name)
             if obj is not None:
                 return obj
         try:
-            return super().find_class(module, name)
+            return _resolve(module, name)
         except (ImportError, AttributeError) as exc:
             raise _MissingGlobal(module, name, exc) from exc
 
@@ -231,40 +302,92 @@ class _RestrictedUnpickler(numpy_pickle.NumpyUnpickler):  # type: ignore[misc]
         raise pickle.UnpicklingError("persistent IDs are not supported in model files")
 
 
+def _python3_name(module: str, name: str) -> tuple[str, str]:
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
 def _unpickle(path: Path, policy: TrustPolicy) -> Any:
-    with path.open("rb") as raw:
-        # joblib sniffs the compressor (zlib, gzip, bz2, lzma, lz4) and hands back a reader.
-        with numpy_pickle._validate_fileobject_and_memmap(raw, str(path), None) as (handle, _):
-            if isinstance(handle, str):
-                raise ModelLoadError(
-                    "written by joblib < 0.10, whose format reads side files unchecked",
-                    path=path,
-                    hint="re-save the model with a current joblib",
-                )
-            return _RestrictedUnpickler(str(path), handle, policy).load()
+    # joblib sniffs the compressor (zlib, gzip, bz2, lzma, lz4) and hands back a reader.
+    with (
+        path.open("rb") as raw,
+        numpy_pickle._validate_fileobject_and_memmap(raw, str(path), None) as (handle, _),
+    ):
+        if isinstance(handle, str):
+            raise ModelLoadError(
+                "written by joblib < 0.10, whose format reads side files unchecked",
+                path=path,
+                hint="re-save the model with a current joblib",
+            )
+        return _RestrictedUnpickler(str(path), handle, policy).load()
 
 
 def _load_skops(path: Path, policy: TrustPolicy) -> Any:
+    """skops reads its own zip-of-JSON format; it builds only the types it is told to trust."""
     try:
         import skops.io as sio
-    except ImportError as exc:
+    except ImportError:
         raise ModelLoadError(
-            "the skops format needs the skops package", path=path, hint="pip install skops"
-        ) from exc
-    untrusted = sio.get_untrusted_types(file=path)
-    refused = [t for t in untrusted if not policy.unsafe and not _trusted_type(t, policy)]
-    if refused:
-        raise UntrustedModelError(
-            f"refused to load: untrusted type {refused[0]}",
+            "the skops format needs the skops package",
             path=path,
-            hint=f"if you trust this file, rerun with --trust {refused[0]}",
-        )
-    return sio.load(path, trusted=list(untrusted))
+            hint='pip install "alphapulse-onnx[skops]"',
+        ) from None
+    untrusted = [str(t) for t in sio.get_untrusted_types(file=path)]
+    if not policy.unsafe:
+        refused = [t for t in untrusted if not _trusted_type(t, policy)]
+        if refused:
+            module, _, name = refused[0].rpartition(".")
+            raise _Refused(module, name)
+    return sio.load(path, trusted=untrusted)
 
 
 def _trusted_type(dotted: str, policy: TrustPolicy) -> bool:
     module, _, name = dotted.rpartition(".")
     return policy.trusts(module, name) or _is_allowed(module, name, policy)[0]
+
+
+def _dunder_state(root: object) -> tuple[str, str] | None:
+    """The first ``(type, attribute)`` where the loaded graph sets a dunder attribute or key.
+
+    Walks instance ``__dict__``s, containers and object arrays; plain dicts may hold any key (a
+    dict cannot pose as an array), but their values are walked too.
+    """
+    seen: set[int] = set()
+    stack: list[object] = [root]
+    budget = _GRAPH_BUDGET
+    # Globals resolved by name (functions, ufuncs, classes) carry their library's own dunders.
+    atoms = (str, bytes, bytearray, int, float, complex, bool, type(None), type, np.generic,
+             np.ufunc, types.FunctionType, types.BuiltinFunctionType, types.ModuleType)  # fmt: skip
+    while stack and budget > 0:
+        obj = stack.pop()
+        if isinstance(obj, atoms) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        budget -= 1
+        if isinstance(obj, np.ndarray):
+            if obj.dtype == object:
+                stack.extend(obj.ravel().tolist())
+            continue
+        if isinstance(obj, dict):
+            if type(obj) is not dict:
+                for key in obj:
+                    if isinstance(key, str) and _DUNDER.match(key):
+                        return dotted_name(obj), key
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        try:
+            attributes = object.__getattribute__(obj, "__dict__")
+        except AttributeError:
+            continue
+        if isinstance(attributes, dict):
+            for key in attributes:
+                if isinstance(key, str) and _DUNDER.match(key):
+                    return dotted_name(obj), key
+            stack.extend(attributes.values())
+    return None
 
 
 def _describe(obj: object) -> str:
@@ -285,16 +408,32 @@ def check_estimator(obj: object, path: Path) -> None:
             path=path,
             hint="save the fitted estimator or Pipeline itself",
         )
+    kind = type(obj).__name__
+    try:
+        obj.get_params(deep=True)  # every constructor parameter must be there to be usable
+    except Exception as exc:
+        raise ModelLoadError(
+            f"the {kind} in this file has an incomplete or corrupt state ({_first_line(exc)})",
+            path=path,
+            hint="re-save the model from the library versions that trained it",
+        ) from None
     try:
         check_is_fitted(obj)
     except NotFittedError:
         raise ModelLoadError(
-            f"the {type(obj).__name__} in this file was never fitted",
+            f"the {kind} in this file was never fitted",
             path=path,
             hint="fit it before saving",
         ) from None
-    except TypeError as exc:
-        raise ModelLoadError(f"not a usable estimator: {exc}", path=path) from None
+    except Exception as exc:
+        raise ModelLoadError(
+            f"the {kind} in this file is not a usable estimator ({_first_line(exc)})", path=path
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:120]}" if text else type(exc).__name__
 
 
 def load(path: Path, policy: TrustPolicy = DEFAULT_POLICY) -> LoadedModel:
@@ -313,14 +452,29 @@ def load(path: Path, policy: TrustPolicy = DEFAULT_POLICY) -> LoadedModel:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         obj = _read(path, fmt, policy)
-    obj = compat.upgrade(obj, notes)
+    if not policy.unsafe:
+        found = _dunder_state(obj)
+        if found is not None:
+            raise UntrustedModelError(
+                f"refused to load: the file sets {found[1]} on a {found[0]}, which no model "
+                "does (it can make numpy read raw memory)",
+                path=path,
+                hint="re-save the model from its training code",
+            )
+    if isinstance(obj, BaseEstimator):
+        try:
+            obj = compat.upgrade(obj, notes)
+        except Exception as exc:  # a corrupt state that the upgrade walk trips over
+            raise ModelLoadError(
+                f"the file holds a corrupt {type(obj).__name__} ({_first_line(exc)})", path=path
+            ) from None
     pickled_version = sklearn.__version__
     for warning in caught:
         message = warning.message
         if isinstance(message, InconsistentVersionWarning):
             pickled_version = message.original_sklearn_version
-        elif not issubclass(warning.category, DeprecationWarning):
-            notes.append(str(message).splitlines()[0])
+        elif not issubclass(warning.category, DeprecationWarning) and str(message).strip():
+            notes.append(str(message).strip().splitlines()[0])
     if pickled_version != sklearn.__version__:
         notes.insert(
             0,
@@ -338,10 +492,8 @@ def load(path: Path, policy: TrustPolicy = DEFAULT_POLICY) -> LoadedModel:
 
 
 def _read(path: Path, fmt: ModelFormat, policy: TrustPolicy) -> Any:
-    if fmt == "skops":
-        return _load_skops(path, policy)
     try:
-        return _unpickle(path, policy)
+        return _load_skops(path, policy) if fmt == "skops" else _unpickle(path, policy)
     except _Refused as exc:
         dotted = f"{exc.module}.{exc.name}"
         raise UntrustedModelError(
@@ -354,28 +506,43 @@ def _read(path: Path, fmt: ModelFormat, policy: TrustPolicy) -> Any:
     except _MissingGlobal as exc:
         raise ModelLoadError(
             f"the file needs {exc.module}.{exc.name}, which the installed libraries lack "
-            f"(running scikit-learn {sklearn.__version__})",
+            f"(saved with scikit-learn {compat.saved_sklearn_version(path) or 'unknown'}, "
+            f"running {sklearn.__version__})",
             path=path,
             hint="load it with the library versions it was saved with and re-save it",
         ) from None
     except ModelLoadError:
         raise
     except (EOFError, pickle.UnpicklingError, ValueError, IndexError, KeyError, TypeError,
-            AttributeError, OSError, EOFError, zipfile.BadZipFile, MemoryError,
+            AttributeError, OSError, zipfile.BadZipFile, MemoryError,
             OverflowError, UnicodeDecodeError, RecursionError) as exc:  # fmt: skip
-        raise ModelLoadError(_classify(path, exc), path=path) from None
+        raise ModelLoadError(_classify(path, fmt, exc), path=path) from None
     except Exception as exc:  # a library raising something else on garbage input
-        raise ModelLoadError(f"not a readable model file ({type(exc).__name__})", path=path) from None
+        raise ModelLoadError(
+            f"not a readable model file ({type(exc).__name__})", path=path
+        ) from None
 
 
-def _classify(path: Path, exc: BaseException) -> str:
-    head = path.read_bytes()[:4]
+def _classify(path: Path, fmt: ModelFormat, exc: BaseException) -> str:
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if fmt == "skops":
+        text = str(exc).strip()
+        detail = f": {text.splitlines()[0][:120]}" if text else ""
+        return f"not a readable skops file ({type(exc).__name__}{detail})"
     looks_like_pickle = head[:1] == b"\x80" or head[:2] in (b"\x78\x9c", b"\x78\x01", b"\x78\xda")
     looks_like_pickle |= head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:4] == b"\xfd7zX"
-    if isinstance(exc, EOFError) or "truncated" in str(exc) or "ran out" in str(exc).lower():
+    text = str(exc).strip()
+    truncated = ("truncated", "ran out", "eof:", "end of stream", "compressed file ended")
+    if isinstance(exc, EOFError) or any(word in text.lower() for word in truncated):
         return "the file is truncated (the pickle data ends early)"
+    if isinstance(exc, MemoryError):
+        return "the file asks for more memory than this machine has (corrupt or hostile)"
+    if isinstance(exc, RecursionError):
+        return "the file nests objects too deeply to read (corrupt or hostile)"
     if looks_like_pickle:
-        return f"the file is corrupt ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        detail = f": {text.splitlines()[0][:120]}" if text else ""
+        return f"the file is corrupt ({type(exc).__name__}{detail})"
     return "not a pickle or joblib file"
 
 

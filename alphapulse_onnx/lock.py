@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import sys
 from pathlib import Path
 from types import TracebackType
 
 from alphapulse_onnx.errors import LockError
 
 LOCK_NAME = ".apo.lock"
+# What _fsutil.atomic_write_* leaves behind when its process is killed between mkstemp and rename:
+# ".NAME.XXXXXXXX.tmp", the X part being mkstemp's eight random characters.
+STALE_TEMP_GLOB = ".*.tmp"
+_STALE_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
 class OutputLock:
-    """``fcntl.flock`` on ``OUT/.apo.lock``: released by the kernel even when apo is killed."""
+    """``flock`` on ``OUT/.apo.lock``: released by the kernel even when apo is killed.
 
-    def __init__(self, folder: Path):
+    The lock file itself stays (an empty file, or the holder's pid while held); what matters is
+    the kernel lock on it, so a killed run never blocks the next one. Whoever takes the lock is the
+    only writer, so it also removes temp files that a killed writer left behind.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
         self.path = folder / LOCK_NAME
         self._fd: int | None = None
+        self.removed_temp_files = 0
 
     def __enter__(self) -> OutputLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             _lock(fd)
@@ -29,12 +42,14 @@ class OutputLock:
             os.close(fd)
             raise LockError(
                 f"another apo run{holder} is writing to this folder",
-                path=self.path.parent,
+                path=self.folder,
                 hint="wait for it to finish, or use a different --out",
             ) from None
         os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
+        self.removed_temp_files = remove_stale_temp_files(self.folder)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -46,8 +61,19 @@ class OutputLock:
             self._fd = None
 
 
+def remove_stale_temp_files(folder: Path) -> int:
+    """Delete half-written ``.NAME.XXXX.tmp`` files under ``folder``; call only under the lock."""
+    removed = 0
+    for path in folder.rglob(STALE_TEMP_GLOB):
+        if _STALE_TEMP_NAME.match(path.name) and path.is_file() and not path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
 def _lock(fd: int) -> None:
-    if os.name == "nt":  # pragma: no cover - exercised on Windows only
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         import msvcrt
 
         msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
@@ -59,7 +85,8 @@ def _lock(fd: int) -> None:
 
 def _read_holder(fd: int) -> str:
     with contextlib.suppress(OSError, ValueError):
-        pid = int(os.pread(fd, 32, 0).decode().strip() or "0")
+        os.lseek(fd, 0, os.SEEK_SET)
+        pid = int(os.read(fd, 32).decode().strip() or "0")
         if pid:
             return f" (pid {pid})"
     return ""

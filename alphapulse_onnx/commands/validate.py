@@ -1,0 +1,220 @@
+"""``apo validate``: the CI gate. Is every artifact still what ``apo convert`` wrote and checked?
+
+For each model in the manifest: the artifact exists and its sha256 matches; ``onnx.checker``
+passes; the source model is unchanged (else it is stale); and the artifact still answers like the
+source model, loaded through the safe loader, on the same probe rows (or ``--sample``) within the
+tolerances recorded at convert time. The probe and the parity check are convert's own, so
+validate judges exactly what convert judged. ``run()`` yields the model count, then one
+``ModelCheck`` per model; one model's failure never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alphapulse_onnx import conversion, datafiles, loading, probing, runtime
+from alphapulse_onnx import manifest as manifest_io
+from alphapulse_onnx._fsutil import sha256_bytes, sha256_file
+from alphapulse_onnx.commands import convert
+from alphapulse_onnx.errors import ApoError, InputError
+from alphapulse_onnx.manifest import Manifest, ManifestEntry
+from alphapulse_onnx.parity import ParityReport
+from alphapulse_onnx.signature import infer
+
+OK = "ok"
+SKIPPED = "-"
+
+
+@dataclass(frozen=True)
+class ValidateOptions:
+    target: Path  # a manifest file, the folder holding it, or a registry with onnx/manifest.json
+    sample: Path | None = None
+    policy: loading.TrustPolicy = loading.DEFAULT_POLICY
+    probe_rows: int = probing.DEFAULT_ROWS
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """One model's verdict; each column is ``ok``, ``-`` (not checked) or what went wrong."""
+
+    name: str
+    artifact: str  # ok | missing | changed | -
+    source: str  # ok | stale | missing | -
+    checker: str  # ok | failed | -
+    parity: str  # ok | failed | -
+    reasons: tuple[str, ...] = ()
+    report: ParityReport | None = None
+    providers: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # from loading the source (e.g. another scikit-learn version)
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "artifact": self.artifact,
+            "source": self.source,
+            "checker": self.checker,
+            "parity": self.parity,
+            "reasons": list(self.reasons),
+            "validation": self.report.to_json() if self.report else None,
+            "providers": list(self.providers),
+            "warnings": list(self.warnings),
+        }
+
+
+def find_manifest(target: Path) -> Path:
+    """The manifest for ``target``: the file itself, ``DIR/manifest.json`` or ``DIR/onnx/...``."""
+    if not target.exists():
+        if target.name == manifest_io.MANIFEST_NAME and target.parent.is_dir():
+            return target  # reading it says "no manifest here" and how to make one
+        raise InputError("no such file or folder", path=target)
+    if target.is_dir():
+        direct = target / manifest_io.MANIFEST_NAME
+        nested = target / "onnx" / manifest_io.MANIFEST_NAME
+        if not direct.exists() and nested.is_file():
+            return nested
+        return direct
+    return target
+
+
+def open_manifest(target: Path) -> tuple[Path, Manifest]:
+    path = find_manifest(target)
+    return path, manifest_io.read(path)
+
+
+def run(options: ValidateOptions) -> Iterator[int | ModelCheck]:
+    """Yield the number of models, then each model's ``ModelCheck`` in manifest order."""
+    path, manifest = open_manifest(options.target)
+    sample = datafiles.read_sample(options.sample) if options.sample is not None else None
+    registry = manifest_io.registry_dir(path, manifest)
+    runnable = tuple(runtime.runnable_providers()) or ("CPUExecutionProvider",)
+    yield len(manifest.models)
+    for entry in manifest.models:
+        yield check_entry(entry, path.parent, registry, options, sample, runnable)
+
+
+def _onnx_check(data: bytes) -> str | None:
+    """``onnx.checker`` on the artifact's bytes: ``None`` when it passes, else the first line."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    except Exception as exc:  # onnx raises ValidationError, DecodeError and friends
+        text = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
+    return None
+
+
+def check_entry(entry: ManifestEntry, out_dir: Path, registry: Path, options: ValidateOptions,
+                sample: tuple[np.ndarray, list[str] | None] | None,
+                runnable: tuple[str, ...]) -> ModelCheck:  # fmt: skip
+    """Every check for one model; a failure in one check is recorded and the rest still run."""
+    name = entry.name
+    if not entry.ok or entry.artifact is None:
+        stage = f" at {entry.stage}" if entry.stage else ""
+        reason = f"conversion failed{stage}: {entry.error or 'no artifact'}"
+        return ModelCheck(name, SKIPPED, SKIPPED, SKIPPED, SKIPPED, reasons=(reason,))
+    reasons: list[str] = []
+
+    artifact_state, data = OK, None
+    artifact_path = out_dir / entry.artifact.path
+    try:
+        data = artifact_path.read_bytes()
+    except FileNotFoundError:
+        artifact_state = "missing"
+        reasons.append(f"artifact {entry.artifact.path} is missing")
+    except OSError as exc:
+        artifact_state = "missing"
+        reasons.append(f"artifact {entry.artifact.path} cannot be read: {exc.strerror}")
+    if data is not None and sha256_bytes(data) != entry.artifact.sha256:
+        artifact_state = "changed"
+        reasons.append(
+            f"artifact {entry.artifact.path} changed since conversion (sha256 mismatch): "
+            "rerun `apo convert`"
+        )
+
+    checker_state = SKIPPED
+    if data is not None:
+        problem = _onnx_check(data)
+        checker_state = OK if problem is None else "failed"
+        if problem is not None:
+            reasons.append(f"onnx.checker rejects the artifact: {problem}")
+
+    source_state = OK
+    source_path = registry / entry.source.path
+    try:
+        if sha256_file(source_path) != entry.source.sha256:
+            source_state = "stale"
+            reasons.append(
+                f"stale: source {entry.source.path} changed since conversion; rerun `apo convert`"
+            )
+    except FileNotFoundError:
+        source_state = "missing"
+        reasons.append(f"source model {entry.source.path} is missing from {registry}")
+    except OSError as exc:
+        source_state = "missing"
+        reasons.append(f"source model {entry.source.path} cannot be read: {exc.strerror}")
+
+    parity_state, report = SKIPPED, None
+    providers: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    if data is not None and not reasons:  # parity only means something on intact files
+        try:
+            report, providers, notes = _parity(entry, data, source_path, registry, options, sample,
+                                        runnable)  # fmt: skip
+        except ApoError as exc:
+            parity_state = "failed"
+            reasons.append(exc.message if exc.path is None else str(exc))
+        except Exception as exc:  # a library bug fails this model only, and says so plainly
+            line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            parity_state = "failed"
+            reasons.append(f"internal error during the parity check: {type(exc).__name__}: {line}")
+        else:
+            parity_state = OK if report.passed else "failed"
+            if not report.passed:
+                reasons.append(f"parity failed: {report.reason}")
+    return ModelCheck(name, artifact_state, source_state, checker_state, parity_state,
+                      reasons=tuple(reasons), report=report, providers=providers,
+                      warnings=notes)  # fmt: skip
+
+
+def _parity(entry: ManifestEntry, data: bytes, source_path: Path, registry: Path,
+            options: ValidateOptions, sample: tuple[np.ndarray, list[str] | None] | None,
+            runnable: tuple[str, ...]
+            ) -> tuple[ParityReport, tuple[str, ...], tuple[str, ...]]:  # fmt: skip
+    """Convert's own probe and parity check, on the recorded artifact and tolerances."""
+    assert entry.artifact is not None
+    loaded = loading.load(source_path, options.policy)
+    signature = infer(loaded.estimator)
+    wanted = tuple(p for p in entry.providers if p in runnable) or ("CPUExecutionProvider",)
+    job = convert._Job(
+        ref=convert.ModelRef(path=source_path, rel=entry.source.path, name=entry.name,
+                             artifact_rel=entry.artifact.path),
+        options=convert.ConvertOptions(registry=registry, sample=options.sample,
+                                       tolerance=entry.tolerance, policy=options.policy,
+                                       probe_rows=options.probe_rows),
+        out_dir=registry,
+        key="",
+        sample=sample,
+        runnable=wanted,
+    )  # fmt: skip
+    probe = convert._probe_for(loaded.estimator, signature, job)
+    artifact = conversion.Artifact(
+        onnx_bytes=data,
+        inputs=entry.inputs,
+        outputs=entry.outputs,
+        opset=entry.artifact.opset,
+        ml_opset=entry.artifact.ml_opset,
+        precision=entry.artifact.precision,  # type: ignore[arg-type]
+    )
+    report, providers = convert._check(loaded.estimator, signature, artifact, probe, job)
+    return report, providers, loaded.warnings

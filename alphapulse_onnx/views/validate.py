@@ -1,0 +1,101 @@
+"""How ``apo validate`` looks: a progress bar over models, then a verdict table or JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alphapulse_onnx import render
+from alphapulse_onnx.commands.validate import ModelCheck
+
+
+@dataclass(frozen=True)
+class ValidateOutcome:
+    manifest_path: Path
+    checks: tuple[ModelCheck, ...]
+
+    @property
+    def failed(self) -> list[ModelCheck]:
+        return [c for c in self.checks if not c.passed]
+
+
+def run_with_progress(events: Iterator[int | ModelCheck], manifest_path: Path, *,
+                      quiet: bool) -> ValidateOutcome:  # fmt: skip
+    total = next(events)
+    assert isinstance(total, int)
+    checks: list[ModelCheck] = []
+    for event in render.track(events, total, "validating", quiet=quiet):
+        assert isinstance(event, ModelCheck)
+        checks.append(event)
+    return ValidateOutcome(manifest_path, tuple(checks))
+
+
+def summary(outcome: ValidateOutcome) -> dict[str, Any]:
+    return {
+        "manifest": outcome.manifest_path.as_posix(),
+        "passed": not outcome.failed,
+        "models": len(outcome.checks),
+        "failed": len(outcome.failed),
+        "results": [check.to_json() for check in outcome.checks],
+    }
+
+
+def _cell(state: str) -> str:
+    if state == "ok":
+        return "[green]ok[/]"
+    if state == "-":
+        return "-"
+    return f"[red]{state}[/]"
+
+
+def _parity_cell(check: ModelCheck) -> str:
+    report = check.report
+    if report is None:
+        return _cell(check.parity)
+    parts = []
+    if report.label_agreement is not None:
+        parts.append(f"labels {report.label_agreement * 100:.2f}%")
+    if report.max_rel_diff is not None:
+        parts.append(f"rel {render.fmt_float(report.max_rel_diff)}")
+    elif report.max_abs_diff is not None:
+        parts.append(f"p {render.fmt_float(report.max_abs_diff)}")
+    parts.append(f"{report.rows} rows")
+    return f"{_cell(check.parity)} ({', '.join(parts)})"
+
+
+def show(outcome: ValidateOutcome, *, as_json: bool) -> None:
+    if as_json:
+        render.print_json(summary(outcome))
+        return
+    rows = [
+        [
+            check.name,
+            _cell(check.artifact),
+            _cell(check.source),
+            _cell(check.checker),
+            _parity_cell(check),
+            "[green]pass[/]" if check.passed else "[bold red]FAIL[/]",
+        ]
+        for check in outcome.checks
+    ]
+    render.stdout.print(
+        render.table(None, ["model", "artifact", "source", "checker", "parity", "result"], rows)
+    )
+    for check in outcome.checks:
+        for warning in check.warnings:
+            render.warning_line(f"{check.name}: {warning}")
+    for check in outcome.failed:
+        for reason in check.reasons:
+            render.error_line(f"{check.name}: {reason}")
+    total = len(outcome.checks)
+    if not total:
+        render.info_line(f"the manifest lists no models: {outcome.manifest_path}")
+    elif outcome.failed:
+        render.info_line(
+            f"{len(outcome.failed)} of {total} models failed validation; "
+            f"manifest: {outcome.manifest_path}"
+        )
+    else:
+        render.info_line(f"{total}/{total} models valid; manifest: {outcome.manifest_path}")
