@@ -14,14 +14,23 @@ import os
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from alphapulse_onnx import __version__, conversion, datafiles, loading, parity, probing, runtime
+from alphapulse_onnx import (
+    __version__,
+    conversion,
+    datafiles,
+    loading,
+    parallel,
+    parity,
+    plugins,
+    probing,
+    runtime,
+)
 from alphapulse_onnx import manifest as manifest_io
 from alphapulse_onnx._fsutil import atomic_write_bytes, sha256_bytes, sha256_file
 from alphapulse_onnx.errors import ApoError, InputError
@@ -126,6 +135,7 @@ class _Job:
     key: str
     sample: tuple[np.ndarray, list[str] | None] | None
     runnable: tuple[str, ...]
+    sample_error: str | None = None  # the sample is a mixed table: only per-column models take it
 
 
 def _source_info(ref: ModelRef, sha: str, stat: os.stat_result, **extra: Any) -> SourceInfo:
@@ -147,13 +157,41 @@ def _reusable(previous: ManifestEntry | None, sha: str, key: str, out_dir: Path)
     return artifact.is_file() and sha256_file(artifact) == previous.artifact.sha256
 
 
+def _source_sha(path: Path, stat: os.stat_result, previous: ManifestEntry | None, *,
+                force: bool) -> str:  # fmt: skip
+    """Issue 7: trust the recorded sha256 when size and mtime_ns match it (``--force`` rehashes)."""
+    recorded = previous.source if previous is not None else None
+    if (not force and recorded is not None and recorded.sha256
+            and (recorded.size_bytes, recorded.mtime_ns) == (stat.st_size, stat.st_mtime_ns)):
+        return recorded.sha256
+    return sha256_file(path)
+
+
+def reused(job: _Job, previous: ManifestEntry | None) -> ManifestEntry | None:
+    """Issue 7: the previous entry when nothing changed, checked cheaply (parallel asks first)."""
+    if previous is None or job.options.force:
+        return None
+    try:
+        stat = job.ref.path.stat()
+        sha = _source_sha(job.ref.path, stat, previous, force=False)
+    except OSError:
+        return None
+    if not _reusable(previous, sha, job.key, job.out_dir):
+        return None
+    return replace(previous, source=replace(previous.source, size_bytes=stat.st_size,
+                                            mtime_ns=stat.st_mtime_ns),
+                   timings={**previous.timings, "reused": 1.0})  # fmt: skip
+
+
 def convert_one(job: _Job, previous: ManifestEntry | None = None) -> ManifestEntry:
     """Load, compile, check and write one model; every failure becomes a failed entry."""
     ref, options = job.ref, job.options
     started = time.perf_counter()
+    for module in options.plugins:  # issue 7: a spawned worker must load them itself (cached)
+        plugins.load_plugin(module)
     try:
         stat = ref.path.stat()
-        sha = sha256_file(ref.path)
+        sha = _source_sha(ref.path, stat, previous, force=options.force)
     except OSError as exc:
         empty = SourceInfo(path=ref.rel, sha256="")
         return _failed(ref, empty, "load", f"{ref.rel}: cannot read: {exc.strerror}")
@@ -191,6 +229,12 @@ def convert_one(job: _Job, previous: ManifestEntry | None = None) -> ManifestEnt
 
 
 def _probe_for(model: Any, signature: Any, job: _Job) -> probing.Probe:
+    if signature.per_column:
+        if job.options.sample is not None:
+            return _frame_sample(job.options.sample, signature)
+        return probing.generate_columns(model, signature, rows=job.options.probe_rows)
+    if job.sample_error is not None:
+        raise InputError(f"--sample: {job.sample_error}")
     if job.sample is not None:
         X, header = job.sample
         try:
@@ -199,6 +243,34 @@ def _probe_for(model: Any, signature: Any, job: _Job) -> probing.Probe:
             raise InputError(f"--sample {job.options.sample}: {exc.message}") from None
         return probing.from_sample(rows)
     return probing.generate(model, signature.n_features, rows=job.options.probe_rows)
+
+
+def _read_table(path: Path) -> Any:
+    import pandas as pd
+
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path)
+    raise ValueError(f"unsupported table type {path.suffix!r}; use .csv or .parquet")
+
+
+def _readable_table(path: Path) -> bool:
+    try:
+        _read_table(path)
+    except Exception:  # any reader failure: not a table we can use
+        return False
+    return True
+
+
+def _frame_sample(path: Path, signature: Any) -> probing.Probe:
+    """``--sample`` for a per-column model: a CSV/Parquet table with mixed columns, by name."""
+    try:
+        return probing.from_frame(_read_table(path), signature)
+    except ApoError as exc:
+        raise InputError(f"--sample {path}: {exc.message}") from None
+    except (OSError, ValueError, ImportError) as exc:
+        raise InputError(f"--sample {path}: cannot read it as a table: {exc}") from None
 
 
 def _compile_and_check(loaded: loading.LoadedModel, signature: Any, probe: probing.Probe,
@@ -271,8 +343,8 @@ def _compile_and_check(loaded: loading.LoadedModel, signature: Any, probe: probi
 def _check(model: Any, signature: Any, artifact: conversion.Artifact, probe: probing.Probe,
            job: _Job) -> tuple[parity.ParityReport, tuple[str, ...]]:  # fmt: skip
     """Parity on CPU, then on every other provider that runs here; all must pass."""
-    dtype = np.float64 if artifact.precision == "float64" else np.float32
-    feeds = {"X": np.ascontiguousarray(probe.X, dtype=dtype)}
+    feeds = probing.onnx_feeds(probe, artifact.inputs)
+    rows: Any = probe.columns if probe.columns is not None else probe.X
     ran: list[str] = []
     report: parity.ParityReport | None = None
     for provider in job.runnable:
@@ -285,7 +357,7 @@ def _check(model: Any, signature: Any, artifact: conversion.Artifact, probe: pro
             raise ConversionError(
                 f"onnxruntime ({provider}) rejected the artifact: {str(exc).splitlines()[0][:200]}"
             ) from exc
-        current = parity.compare(model, signature, probe.X, outputs, probe=probe.kind,
+        current = parity.compare(model, signature, rows, outputs, probe=probe.kind,
                                  precision=artifact.precision, tolerance=job.options.tolerance)  # fmt: skip
         ran.append(provider)
         if report is None or not current.passed:
@@ -344,8 +416,15 @@ def run(options: ConvertOptions) -> Iterator[ManifestEntry | int]:
         )
     sample = None
     sample_sha = None
+    sample_error: str | None = None
     if options.sample is not None:
-        sample = datafiles.read_sample(options.sample)
+        try:
+            sample = datafiles.read_sample(options.sample)
+        except ApoError as exc:
+            # A table with text columns (or a Parquet file) still serves per-column models.
+            if not _readable_table(options.sample):
+                raise
+            sample_error = str(exc)
         sample_sha = sha256_file(options.sample)
     out_dir = options.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -355,67 +434,17 @@ def run(options: ConvertOptions) -> Iterator[ManifestEntry | int]:
         writer = ManifestWriter(options, refs, previous)
         key = build_key(options, sample_sha)
         runnable = tuple(runtime.runnable_providers()) or ("CPUExecutionProvider",)
-        jobs = [_Job(ref, options, out_dir, key, sample, runnable) for ref in refs]
+        jobs = [_Job(ref, options, out_dir, key, sample, runnable, sample_error) for ref in refs]
         yield len(jobs)
         if options.jobs > 1 and len(jobs) > 1:
-            entries = _run_parallel(jobs, by_name, options.jobs)
+            entries = parallel.run_ordered(convert_one, jobs, by_name, options.jobs,
+                                           on_worker_death=_worker_died, quick=reused)
         else:
             entries = (convert_one(job, by_name.get(job.ref.name)) for job in jobs)
         for entry in entries:
             writer.add(entry)
             yield entry
         writer.flush()
-
-
-def _run_parallel(jobs: list[_Job], previous: dict[str, ManifestEntry],
-                  workers: int) -> Iterator[ManifestEntry]:  # fmt: skip
-    """Worker processes; results are yielded in registry order, so the manifest matches a serial run.
-
-    A worker that dies (a converter segfault, an out-of-memory kill) breaks the pool: the models it
-    held fail with that reason, and the rest go on in a fresh pool.
-    """
-    import multiprocessing
-
-    from concurrent.futures.process import BrokenProcessPool
-
-    context = multiprocessing.get_context("spawn")
-    pending = list(range(len(jobs)))
-    done: dict[int, ManifestEntry] = {}
-    next_to_yield = 0
-    while pending:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures: dict[Future[ManifestEntry], int] = {}
-            queue = list(pending)
-            broken = False
-            while (queue or futures) and not broken:
-                while queue and len(futures) < workers * 2:
-                    i = queue.pop(0)
-                    futures[pool.submit(convert_one, jobs[i], previous.get(jobs[i].ref.name))] = i
-                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    i = futures.pop(future)
-                    try:
-                        done[i] = future.result()
-                    except BrokenProcessPool:
-                        broken = True
-                        done[i] = _worker_died(jobs[i])
-                    except Exception as exc:
-                        done[i] = _worker_died(jobs[i], f"{type(exc).__name__}: {exc}")
-                    pending.remove(i)
-                while next_to_yield < len(jobs) and next_to_yield in done:
-                    yield done.pop(next_to_yield)
-                    next_to_yield += 1
-            if broken:
-                # Futures still running when the pool broke are lost with it; retry them alone.
-                for future, i in futures.items():
-                    if future.done() and not future.exception():
-                        done[i] = future.result()
-                        pending.remove(i)
-                if len(pending) and workers > 1:
-                    workers = max(1, workers)
-    while next_to_yield < len(jobs):
-        yield done.pop(next_to_yield)
-        next_to_yield += 1
 
 
 def _worker_died(job: _Job, reason: str | None = None) -> ManifestEntry:
