@@ -10,6 +10,7 @@ keep the double thresholds and input, and cast the ensemble's float output up to
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import threading
 from collections.abc import Iterator
@@ -58,6 +59,7 @@ def max_opset_for_onnxruntime(version: str) -> int:
     return best
 
 
+@functools.cache
 def target_opset() -> int:
     """The newest opset that skl2onnx has tested, onnx knows and the installed onnxruntime runs."""
     import skl2onnx

@@ -51,7 +51,7 @@ class ConvertOptions:
     force: bool = False
     policy: loading.TrustPolicy = loading.DEFAULT_POLICY
     plugins: tuple[str, ...] = ()
-    jobs: int = 1
+    jobs: int | None = 1  # None: automatic (cores, for registries large enough to pay off)
     probe_rows: int = probing.DEFAULT_ROWS
 
     @property
@@ -391,8 +391,15 @@ class ManifestWriter:
         self._last_write = 0.0
 
     def add(self, entry: ManifestEntry) -> None:
+        before = self._entries.get(entry.name)
         self._entries[entry.name] = entry
-        if time.monotonic() - self._last_write >= MANIFEST_WRITE_INTERVAL_S:
+        rewrote_recorded_artifact = (
+            before is not None and before.artifact is not None and before != entry
+            and not entry.timings.get("reused")
+        )  # fmt: skip
+        # A rebuilt artifact replaced one the manifest on disk vouches for: record it now, so the
+        # window in which the two disagree is one write, not the flush interval.
+        if rewrote_recorded_artifact or time.monotonic() - self._last_write >= MANIFEST_WRITE_INTERVAL_S:
             self.flush()
 
     def flush(self) -> Manifest:
@@ -436,8 +443,9 @@ def run(options: ConvertOptions) -> Iterator[ManifestEntry | int]:
         runnable = tuple(runtime.runnable_providers()) or ("CPUExecutionProvider",)
         jobs = [_Job(ref, options, out_dir, key, sample, runnable, sample_error) for ref in refs]
         yield len(jobs)
-        if options.jobs > 1 and len(jobs) > 1:
-            entries = parallel.run_ordered(convert_one, jobs, by_name, options.jobs,
+        workers = options.jobs if options.jobs is not None else auto_workers(len(jobs))
+        if workers > 1 and len(jobs) > 1:
+            entries = parallel.run_ordered(convert_one, jobs, by_name, workers,
                                            on_worker_death=_worker_died, quick=reused)
         else:
             entries = (convert_one(job, by_name.get(job.ref.name)) for job in jobs)
@@ -445,6 +453,11 @@ def run(options: ConvertOptions) -> Iterator[ManifestEntry | int]:
             writer.add(entry)
             yield entry
         writer.flush()
+
+
+def auto_workers(n_models: int) -> int:
+    """Cores, but no pool for a registry too small to repay starting one (about 3 s)."""
+    return min(os.cpu_count() or 1, n_models // parallel.MIN_JOBS_PER_WORKER)
 
 
 def _worker_died(job: _Job, reason: str | None = None) -> ManifestEntry:

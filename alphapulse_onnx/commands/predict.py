@@ -87,6 +87,29 @@ def _manifest_listing(artifact: Path) -> tuple[Path, str] | None:
     return None
 
 
+def resolve_manifest(options: PredictOptions) -> tuple[Path, str]:
+    """The manifest and model name ``options.model`` means, without opening any session."""
+    spec = options.model
+    path = Path(spec)
+    if spec.lower().endswith(".onnx") or (path.suffix and path.is_file()):
+        if not path.is_file():
+            raise InputError("no such artifact", path=path)
+        found = _manifest_listing(path)
+        if found is None:
+            raise InputError(
+                f"no {manifest_io.MANIFEST_NAME} beside or above it lists this artifact",
+                path=path,
+                hint="pass the model's name with --registry, or rerun `apo convert`",
+            )
+        return found
+    manifest_path = manifest_io.resolve_path(options.registry)
+    manifest = manifest_io.read(manifest_path)
+    try:
+        return manifest_path, manifest.entry(spec).name
+    except KeyError as exc:
+        raise InputError(str(exc.args[0]), path=manifest_path) from None
+
+
 def open_model(options: PredictOptions) -> tuple[Registry, Model]:
     """The registry and model ``options.model`` names (a manifest name or an artifact path)."""
     providers = [options.provider] if options.provider else None

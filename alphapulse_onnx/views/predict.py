@@ -8,9 +8,13 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from alphapulse_onnx import render
-from alphapulse_onnx.commands.predict import ChunkDone, PredictResult
+from alphapulse_onnx.commands.predict import ChunkDone, PredictOptions, PredictResult
+
+if TYPE_CHECKING:
+    from alphapulse_onnx.distributed import ScoreResult
 
 
 class _WarningLines(logging.Handler):
@@ -75,3 +79,41 @@ def show(result: PredictResult, *, as_json: bool) -> None:
             f"{result.model}: {result.rows} rows -> {result.output} "
             f"({result.engine}, {where}, {result.seconds:.2f} s)"
         )
+
+
+def run_dask(options: PredictOptions, *, scheduler: str | None, partitions: int | None,
+             keep_columns: bool, quiet: bool) -> ScoreResult:  # fmt: skip
+    """``apo predict --engine dask``: the model resolved as for the local engine, scored on Dask."""
+    from alphapulse_onnx import distributed
+    from alphapulse_onnx.commands.predict import resolve_manifest
+
+    assert options.output is not None
+    manifest_path, name = resolve_manifest(options)
+    kwargs: dict[str, Any] = {
+        "scheduler": scheduler,
+        "partitions": partitions,
+        "keep_columns": keep_columns,
+        "proba": options.proba is not False,
+    }
+    if not render.show_progress(quiet):
+        return distributed.score_dataset(manifest_path, name, options.input, options.output,
+                                         **kwargs)  # fmt: skip
+    with render.progress_bar() as progress:
+        task = progress.add_task("scoring partitions", total=None, status="")
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return distributed.score_dataset(manifest_path, name, options.input, options.output,
+                                         on_progress=advance, **kwargs)  # fmt: skip
+
+
+def show_dask(result: ScoreResult, *, as_json: bool) -> None:
+    if as_json:
+        render.print_json(result.to_json())
+        return
+    render.info_line(
+        f"{result.rows} rows scored by {result.model} on Dask ({result.scheduler}) in "
+        f"{result.seconds:.2f} s ({result.rows_per_s:,.0f} rows/s): {len(result.files)} Parquet "
+        f"partitions in {result.output_dir}"
+    )
