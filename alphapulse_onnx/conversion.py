@@ -92,7 +92,7 @@ class _TreeAttributeContainer:
     made in double precision as HistGradientBoosting makes them.
     """
 
-    def __init__(self, inner: Any, *, double: bool):
+    def __init__(self, inner: Any, *, double: bool) -> None:
         self._inner = inner
         self._double = double
 
@@ -463,7 +463,9 @@ def _boosted_classifiers_to_double_regressors(proto: onnx.ModelProto) -> None:
                 helper.make_node("Concat", [f"{prefix}_p0", f"{prefix}_p1"], [proba_out], axis=1),
                 # scikit-learn takes the first class on an exact 0.5 tie: index 1 only if p1 > .5
                 helper.make_node("Greater", [f"{prefix}_p1", f"{prefix}_half"], [f"{prefix}_gt"]),
-                helper.make_node("Cast", [f"{prefix}_gt"], [f"{prefix}_idx2"], to=TensorProto.INT64),
+                helper.make_node(
+                    "Cast", [f"{prefix}_gt"], [f"{prefix}_idx2"], to=TensorProto.INT64
+                ),
                 helper.make_node("Squeeze", [f"{prefix}_idx2", f"{prefix}_axis1"],
                                  [f"{prefix}_idx"]),
             ]  # fmt: skip

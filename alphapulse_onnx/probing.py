@@ -168,11 +168,11 @@ def _inverse_thresholds(pre: list[Any], thresholds: list[np.ndarray]) -> list[np
             continue
         grid = np.zeros((values.size, n))
         grid[:, j] = values
-        for step in reversed(pre):
-            try:
+        try:
+            for step in reversed(pre):
                 grid = step.inverse_transform(grid)
-            except Exception:  # a step that is not feature-wise invertible after all
-                return None
+        except Exception:  # a step that is not feature-wise invertible after all
+            return None
         mapped.append(np.asarray(grid, float)[:, j])
     return mapped
 

@@ -1,4 +1,4 @@
-"""``apo convert``: every model file in a registry becomes a validated ONNX artifact plus a manifest.
+"""``apo convert``: every model file in a registry becomes a checked ONNX artifact plus a manifest.
 
 ``run()`` yields one ``ManifestEntry`` per model as it finishes (ok or failed); the CLI owns
 progress and rendering. One model's failure, whatever it is, becomes a failed entry for that model
@@ -22,6 +22,7 @@ import numpy as np
 
 from alphapulse_onnx import (
     __version__,
+    checking,
     conversion,
     datafiles,
     loading,
@@ -143,7 +144,9 @@ def _source_info(ref: ModelRef, sha: str, stat: os.stat_result, **extra: Any) ->
                       **extra)  # fmt: skip
 
 
-def _failed(ref: ModelRef, source: SourceInfo, stage: str, message: str, **extra: Any) -> ManifestEntry:
+def _failed(
+    ref: ModelRef, source: SourceInfo, stage: str, message: str, **extra: Any
+) -> ManifestEntry:
     return ManifestEntry(name=ref.name, status="failed", source=source, stage=stage, error=message,
                          **extra)  # fmt: skip
 
@@ -161,8 +164,12 @@ def _source_sha(path: Path, stat: os.stat_result, previous: ManifestEntry | None
                 force: bool) -> str:  # fmt: skip
     """Issue 7: trust the recorded sha256 when size and mtime_ns match it (``--force`` rehashes)."""
     recorded = previous.source if previous is not None else None
-    if (not force and recorded is not None and recorded.sha256
-            and (recorded.size_bytes, recorded.mtime_ns) == (stat.st_size, stat.st_mtime_ns)):
+    if (
+        not force
+        and recorded is not None
+        and recorded.sha256
+        and (recorded.size_bytes, recorded.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    ):
         return recorded.sha256
     return sha256_file(path)
 
@@ -209,7 +216,9 @@ def convert_one(job: _Job, previous: ManifestEntry | None = None) -> ManifestEnt
         stage = "signature"
         signature = infer(loaded.estimator)
         stage = "probe"
-        probe = _probe_for(loaded.estimator, signature, job)
+        probe = checking.probe_for(loaded.estimator, signature, sample_path=options.sample,
+                                   sample=job.sample, sample_error=job.sample_error,
+                                   probe_rows=options.probe_rows)  # fmt: skip
         stage = "convert"
         entry_fields = _compile_and_check(loaded, signature, probe, job, started)
     except ApoError as exc:
@@ -226,51 +235,6 @@ def convert_one(job: _Job, previous: ManifestEntry | None = None) -> ManifestEnt
         return _failed(ref, source, "parity", fields.pop("error"), warnings=warnings, **fields)
     return ManifestEntry(name=ref.name, status="ok", source=source, warnings=warnings,
                          build_key=job.key, **fields)  # fmt: skip
-
-
-def _probe_for(model: Any, signature: Any, job: _Job) -> probing.Probe:
-    if signature.per_column:
-        if job.options.sample is not None:
-            return _frame_sample(job.options.sample, signature)
-        return probing.generate_columns(model, signature, rows=job.options.probe_rows)
-    if job.sample_error is not None:
-        raise InputError(f"--sample: {job.sample_error}")
-    if job.sample is not None:
-        X, header = job.sample
-        try:
-            rows = datafiles.select_features(X, header, signature.feature_names, signature.n_features)
-        except ApoError as exc:
-            raise InputError(f"--sample {job.options.sample}: {exc.message}") from None
-        return probing.from_sample(rows)
-    return probing.generate(model, signature.n_features, rows=job.options.probe_rows)
-
-
-def _read_table(path: Path) -> Any:
-    import pandas as pd
-
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if path.suffix.lower() == ".csv":
-        return pd.read_csv(path)
-    raise ValueError(f"unsupported table type {path.suffix!r}; use .csv or .parquet")
-
-
-def _readable_table(path: Path) -> bool:
-    try:
-        _read_table(path)
-    except Exception:  # any reader failure: not a table we can use
-        return False
-    return True
-
-
-def _frame_sample(path: Path, signature: Any) -> probing.Probe:
-    """``--sample`` for a per-column model: a CSV/Parquet table with mixed columns, by name."""
-    try:
-        return probing.from_frame(_read_table(path), signature)
-    except ApoError as exc:
-        raise InputError(f"--sample {path}: {exc.message}") from None
-    except (OSError, ValueError, ImportError) as exc:
-        raise InputError(f"--sample {path}: cannot read it as a table: {exc}") from None
 
 
 def _compile_and_check(loaded: loading.LoadedModel, signature: Any, probe: probing.Probe,
@@ -292,13 +256,19 @@ def _compile_and_check(loaded: loading.LoadedModel, signature: Any, probe: probi
             break
         convert_s += time.perf_counter() - t0
         t0 = time.perf_counter()
-        report, providers = _check(loaded.estimator, signature, artifact, probe, job)
+        report, providers = checking.check_artifact(
+            loaded.estimator, signature, artifact, probe, providers=job.runnable,
+            tolerance=options.tolerance,
+        )  # fmt: skip
         validate_s += time.perf_counter() - t0
         last = (artifact, report)
         if report.passed:
             break
-        notes.append(f"{precision} parity failed ({report.reason}); trying double precision"
-                     if precision == "float32" else f"{precision} parity failed ({report.reason})")
+        notes.append(
+            f"{precision} parity failed ({report.reason}); trying double precision"
+            if precision == "float32"
+            else f"{precision} parity failed ({report.reason})"
+        )
     assert last is not None
     artifact, report = last
     fields: dict[str, Any] = {
@@ -340,34 +310,6 @@ def _compile_and_check(loaded: loading.LoadedModel, signature: Any, probe: probi
     return "ok", fields
 
 
-def _check(model: Any, signature: Any, artifact: conversion.Artifact, probe: probing.Probe,
-           job: _Job) -> tuple[parity.ParityReport, tuple[str, ...]]:  # fmt: skip
-    """Parity on CPU, then on every other provider that runs here; all must pass."""
-    feeds = probing.onnx_feeds(probe, artifact.inputs)
-    rows: Any = probe.columns if probe.columns is not None else probe.X
-    ran: list[str] = []
-    report: parity.ParityReport | None = None
-    for provider in job.runnable:
-        try:
-            session = runtime.make_session(artifact.onnx_bytes, [provider])
-            outputs = runtime.run(session, feeds)
-        except Exception as exc:
-            from alphapulse_onnx.errors import ConversionError
-
-            raise ConversionError(
-                f"onnxruntime ({provider}) rejected the artifact: {str(exc).splitlines()[0][:200]}"
-            ) from exc
-        current = parity.compare(model, signature, rows, outputs, probe=probe.kind,
-                                 precision=artifact.precision, tolerance=job.options.tolerance)  # fmt: skip
-        ran.append(provider)
-        if report is None or not current.passed:
-            report = current
-        if not current.passed:
-            break
-    assert report is not None
-    return report, tuple(ran)
-
-
 def previous_manifest(options: ConvertOptions) -> Manifest | None:
     try:
         return manifest_io.read(options.manifest_path)
@@ -376,10 +318,11 @@ def previous_manifest(options: ConvertOptions) -> Manifest | None:
 
 
 class ManifestWriter:
-    """Keeps manifest.json current as models finish: at most every couple of seconds, and at the end."""
+    """Keeps manifest.json current as models finish: every couple of seconds, and at the end."""
 
-    def __init__(self, options: ConvertOptions, refs: Sequence[ModelRef],
-                 previous: Manifest | None):  # fmt: skip
+    def __init__(
+        self, options: ConvertOptions, refs: Sequence[ModelRef], previous: Manifest | None
+    ) -> None:
         self._path = options.manifest_path
         self._order = [ref.name for ref in refs]
         self._entries: dict[str, ManifestEntry] = {}
@@ -399,7 +342,10 @@ class ManifestWriter:
         )  # fmt: skip
         # A rebuilt artifact replaced one the manifest on disk vouches for: record it now, so the
         # window in which the two disagree is one write, not the flush interval.
-        if rewrote_recorded_artifact or time.monotonic() - self._last_write >= MANIFEST_WRITE_INTERVAL_S:
+        if (
+            rewrote_recorded_artifact
+            or time.monotonic() - self._last_write >= MANIFEST_WRITE_INTERVAL_S
+        ):
             self.flush()
 
     def flush(self) -> Manifest:
@@ -429,7 +375,7 @@ def run(options: ConvertOptions) -> Iterator[ManifestEntry | int]:
             sample = datafiles.read_sample(options.sample)
         except ApoError as exc:
             # A table with text columns (or a Parquet file) still serves per-column models.
-            if not _readable_table(options.sample):
+            if not checking.readable_table(options.sample):
                 raise
             sample_error = str(exc)
         sample_sha = sha256_file(options.sample)
@@ -445,8 +391,9 @@ def run(options: ConvertOptions) -> Iterator[ManifestEntry | int]:
         yield len(jobs)
         workers = options.jobs if options.jobs is not None else auto_workers(len(jobs))
         if workers > 1 and len(jobs) > 1:
-            entries = parallel.run_ordered(convert_one, jobs, by_name, workers,
-                                           on_worker_death=_worker_died, quick=reused)
+            entries = parallel.run_ordered(
+                convert_one, jobs, by_name, workers, on_worker_death=_worker_died, quick=reused
+            )
         else:
             entries = (convert_one(job, by_name.get(job.ref.name)) for job in jobs)
         for entry in entries:

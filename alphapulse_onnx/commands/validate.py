@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from alphapulse_onnx import conversion, datafiles, loading, probing, runtime
+from alphapulse_onnx import checking, conversion, datafiles, loading, probing, runtime
 from alphapulse_onnx import manifest as manifest_io
 from alphapulse_onnx._fsutil import sha256_bytes, sha256_file
-from alphapulse_onnx.commands import convert
 from alphapulse_onnx.errors import ApoError, InputError
 from alphapulse_onnx.manifest import Manifest, ManifestEntry
 from alphapulse_onnx.parity import ParityReport
@@ -196,18 +195,9 @@ def _parity(entry: ManifestEntry, data: bytes, source_path: Path, registry: Path
     loaded = loading.load(source_path, options.policy)
     signature = infer(loaded.estimator)
     wanted = tuple(p for p in entry.providers if p in runnable) or ("CPUExecutionProvider",)
-    job = convert._Job(
-        ref=convert.ModelRef(path=source_path, rel=entry.source.path, name=entry.name,
-                             artifact_rel=entry.artifact.path),
-        options=convert.ConvertOptions(registry=registry, sample=options.sample,
-                                       tolerance=entry.tolerance, policy=options.policy,
-                                       probe_rows=options.probe_rows),
-        out_dir=registry,
-        key="",
-        sample=sample,
-        runnable=wanted,
-    )  # fmt: skip
-    probe = convert._probe_for(loaded.estimator, signature, job)
+    probe = checking.probe_for(loaded.estimator, signature, sample_path=options.sample,
+                               sample=sample, sample_error=None,
+                               probe_rows=options.probe_rows)  # fmt: skip
     artifact = conversion.Artifact(
         onnx_bytes=data,
         inputs=entry.inputs,
@@ -216,5 +206,7 @@ def _parity(entry: ManifestEntry, data: bytes, source_path: Path, registry: Path
         ml_opset=entry.artifact.ml_opset,
         precision=entry.artifact.precision,  # type: ignore[arg-type]
     )
-    report, providers = convert._check(loaded.estimator, signature, artifact, probe, job)
+    report, providers = checking.check_artifact(
+        loaded.estimator, signature, artifact, probe, providers=wanted, tolerance=entry.tolerance
+    )
     return report, providers, loaded.warnings
