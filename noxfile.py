@@ -41,5 +41,13 @@ def examples(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: ratios against scikit-learn measured in one run (see docs/performance.md)."""
     session.install("-e", ".[dev,plot]")
+    tmp = session.create_tmp()
+    session.run("python", "examples/compile_report.py", "--out", f"{tmp}/compile")
+    session.run(
+        "python", "examples/bench_families.py", "--out", f"{tmp}/families",
+        "--plot", f"{tmp}/families.png",
+    )  # fmt: skip
+    session.run("python", "examples/bench_runtime.py")
+    session.run("python", "examples/bench_scale.py")
     session.run("apo", "convert", "models/")
-    session.run("apo", "bench", "models/onnx", *session.posargs)
+    session.run("apo", "bench", "models/onnx", "--plot", f"{tmp}/models.png", *session.posargs)

@@ -6,16 +6,18 @@ No scikit-learn or onnx work happens here; commands live in ``alphapulse_onnx.co
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from alphapulse_onnx import __version__, render
-from alphapulse_onnx.errors import ApoError, ExitCode
+from alphapulse_onnx.errors import ApoError, ExitCode, InputError
+
+if TYPE_CHECKING:
+    from alphapulse_onnx.loading import TrustPolicy
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")]
 DebugFlag = Annotated[
@@ -38,7 +40,9 @@ UnsafeLoadFlag = Annotated[
 ]
 PluginOption = Annotated[
     list[str] | None,
-    typer.Option("--plugin", metavar="MODULE", help="Import a converter plugin module (repeatable)."),
+    typer.Option(
+        "--plugin", metavar="MODULE", help="Import a converter plugin module (repeatable)."
+    ),
 ]
 
 app = typer.Typer(
@@ -89,14 +93,14 @@ def error_boundary(*, debug: bool) -> Iterator[None]:
         raise SystemExit(int(ExitCode.FAILED)) from None
 
 
-def _policy(trust: list[str] | None, unsafe_load: bool):  # type: ignore[no-untyped-def]
-    from alphapulse_onnx.loading import TrustPolicy
-
+def _policy(trust: list[str] | None, unsafe_load: bool) -> TrustPolicy:
     if unsafe_load:
         render.warning_line(
             "--unsafe-load: model files are unpickled WITHOUT the allowlist; a hostile file can "
             "run any code on this machine. Use it only on files you created yourself."
         )
+    from alphapulse_onnx.loading import TrustPolicy
+
     return TrustPolicy(trusted=tuple(trust or ()), unsafe=unsafe_load)
 
 
@@ -107,21 +111,29 @@ def convert(
     ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Output folder (default: REGISTRY/onnx).", envvar="APO_OUT"),
+        typer.Option(
+            "--out", "-o", help="Output folder (default: REGISTRY/onnx).", envvar="APO_OUT"
+        ),
     ] = None,
     sample: Annotated[
         Path | None,
         typer.Option(help="Real rows (.npy or .csv) for the parity check instead of probes."),
     ] = None,
     opset: Annotated[
-        int | None, typer.Option(help="ONNX opset (default: newest the runtime runs).", envvar="APO_OPSET")
+        int | None,
+        typer.Option(help="ONNX opset (default: newest the runtime runs).", envvar="APO_OPSET"),
     ] = None,
     atol: Annotated[float, typer.Option(help="Probability tolerance (absolute).")] = 1e-4,
     rtol: Annotated[float, typer.Option(help="Regression tolerance (relative).")] = 1e-4,
     force: Annotated[bool, typer.Option(help="Rebuild models even when nothing changed.")] = False,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", help="Worker processes (default: CPU cores).", envvar="APO_JOBS"),
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Worker processes (default: CPU cores once the registry has 50+ models).",
+            envvar="APO_JOBS",
+        ),
     ] = None,
     trust: TrustOption = None,
     unsafe_load: UnsafeLoadFlag = False,
@@ -136,7 +148,7 @@ def convert(
 
     with error_boundary(debug=debug):
         if atol <= 0 or rtol <= 0:
-            raise typer.BadParameter("tolerances must be positive")
+            raise InputError("--atol and --rtol: tolerances must be positive numbers")
         options = command.ConvertOptions(
             registry=registry,
             out=out,
@@ -146,7 +158,7 @@ def convert(
             force=force,
             policy=_policy(trust, unsafe_load),
             plugins=tuple(plugin or ()),
-            jobs=jobs if jobs is not None else (os.cpu_count() or 1),
+            jobs=jobs,
         )
         outcome = view.run_with_progress(command.run(options), options, quiet=as_json)
     view.show(outcome, as_json=as_json)
@@ -173,6 +185,271 @@ def providers(
         missing = command.missing(report, require or [])
     view.show(report, missing, as_json=as_json)
     raise typer.Exit(int(ExitCode.FAILED if missing else ExitCode.OK))
+
+
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    from alphapulse_onnx.errors import InputError
+
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"{flag} takes comma-separated whole numbers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise InputError(f"{flag} takes positive whole numbers, got {text!r}")
+    return tuple(sorted(set(values)))
+
+
+@app.command()
+def bench(
+    target: Annotated[
+        Path, typer.Argument(help="Folder holding manifest.json (from apo convert), or the file.")
+    ] = Path("models/onnx"),
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", metavar="NAME", help="Only this model (repeatable)."),
+    ] = None,
+    batch_sizes: Annotated[
+        str, typer.Option("--batch-sizes", help="Comma-separated rows per call.")
+    ] = "1,64,1024,16384",
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Also build, validate and time an FP16 variant.")
+    ] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also build, validate and time an INT8 variant.")
+    ] = False,
+    providers: Annotated[
+        str,
+        typer.Option("--providers", help="Providers to time; those that do not run are reported."),
+    ] = "cpu,cuda",
+    repeat: Annotated[
+        int | None,
+        typer.Option("--repeat", min=1, help="Timed calls per engine and batch (not budget)."),
+    ] = None,
+    budget_s: Annotated[
+        float,
+        typer.Option(
+            "--budget-s",
+            envvar="APO_BENCH_BUDGET_S",
+            help="Seconds of timed calls per engine and batch size.",
+        ),
+    ] = 0.5,
+    tune: Annotated[
+        bool,
+        typer.Option("--tune/--no-tune", help="Measure session settings; record the best."),
+    ] = True,
+    atol: Annotated[
+        float | None, typer.Option(help="Variant probability tolerance (default: the manifest's).")
+    ] = None,
+    rtol: Annotated[
+        float | None, typer.Option(help="Variant regression tolerance (default: the manifest's).")
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", metavar="FILE.png", help="Draw latency and throughput vs batch."),
+    ] = None,
+    min_speedup: Annotated[
+        float | None,
+        typer.Option(
+            "--min-speedup",
+            metavar="X",
+            help="Exit 1 when apo's path is slower than X times scikit-learn anywhere.",
+        ),
+    ] = None,
+    trust: TrustOption = None,
+    unsafe_load: UnsafeLoadFlag = False,
+    as_json: JsonFlag = False,
+    debug: DebugFlag = False,
+) -> None:
+    """Time scikit-learn against apo's ONNX path and variants, side by side; record the figures."""
+    from alphapulse_onnx.commands import bench as command
+    from alphapulse_onnx.errors import InputError
+    from alphapulse_onnx.parity import Tolerance
+    from alphapulse_onnx.views import bench as view
+
+    with error_boundary(debug=debug):
+        if budget_s <= 0:
+            raise InputError("--budget-s must be positive")
+        if (atol is not None and atol <= 0) or (rtol is not None and rtol <= 0):
+            raise InputError("tolerances must be positive")
+        tolerance = None
+        if atol is not None or rtol is not None:
+            default = Tolerance()
+            tolerance = Tolerance(
+                proba_atol=default.proba_atol if atol is None else atol,
+                regression_rtol=default.regression_rtol if rtol is None else rtol,
+            )
+        if plot is not None:
+            view.require_matplotlib(plot)
+        options = command.BenchOptions(
+            target=target,
+            models=tuple(model or ()),
+            batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
+            fp16=fp16,
+            int8=int8,
+            providers=tuple(p.strip() for p in providers.split(",") if p.strip()),
+            repeat=repeat,
+            budget_s=budget_s,
+            tune=tune,
+            tolerance=tolerance,
+            min_speedup=min_speedup,
+            policy=_policy(trust, unsafe_load),
+        )
+        outcome = view.run_with_progress(command.run(options), quiet=as_json)
+        if plot is not None:
+            view.write_plot(outcome, plot)
+    view.show(outcome, as_json=as_json)
+    raise typer.Exit(int(ExitCode.FAILED if outcome.failed else ExitCode.OK))
+
+
+@app.command()
+def validate(
+    target: Annotated[
+        Path,
+        typer.Argument(
+            metavar="DIR|MANIFEST",
+            help="manifest.json, the folder holding it, or a registry with onnx/.",
+        ),
+    ] = Path("models/onnx"),
+    sample: Annotated[
+        Path | None,
+        typer.Option(help="Real rows (.npy or .csv) for the parity check instead of probes."),
+    ] = None,
+    trust: TrustOption = None,
+    unsafe_load: UnsafeLoadFlag = False,
+    as_json: JsonFlag = False,
+    debug: DebugFlag = False,
+) -> None:
+    """Check every artifact against its manifest entry and source model (the CI gate)."""
+    from alphapulse_onnx.commands import validate as command
+    from alphapulse_onnx.views import validate as view
+
+    with error_boundary(debug=debug):
+        manifest_path = command.find_manifest(target)
+        options = command.ValidateOptions(
+            target=manifest_path, sample=sample, policy=_policy(trust, unsafe_load)
+        )
+        outcome = view.run_with_progress(command.run(options), manifest_path, quiet=as_json)
+    view.show(outcome, as_json=as_json)
+    raise typer.Exit(int(ExitCode.FAILED if outcome.failed else ExitCode.OK))
+
+
+@app.command()
+def predict(
+    model: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL", help="Model name in the manifest, or a path to its .onnx artifact."
+        ),
+    ],
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="INPUT", help="Rows: .csv, .npy, .parquet, .jsonl, or - for CSV/JSONL on stdin."
+        ),
+    ],
+    registry: Annotated[
+        Path,
+        typer.Option(
+            "--registry",
+            help="Converted registry (folder with manifest.json).",
+            envvar="APO_REGISTRY",
+        ),
+    ] = Path("models/onnx"),
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write .csv/.jsonl/.npy/.parquet (default: CSV on stdout)."
+        ),
+    ] = None,
+    proba: Annotated[
+        bool | None,
+        typer.Option("--proba/--no-proba", help="proba_<class> columns (default: when available)."),
+    ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            "--provider",
+            help="Execution provider, e.g. cpu or cuda (default: best that runs).",
+            envvar="APO_PROVIDER",
+        ),
+    ] = None,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Rows per chunk (bounds memory).")
+    ] = 10_000,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local: stream in this process. dask: score a folder, glob or partitioned "
+            "dataset on Dask and write Parquet partitions to -o OUTPUT_DIR ([dask] extra).",
+            envvar="APO_ENGINE",
+        ),
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Dask scheduler address (default: a local cluster of worker processes).",
+            envvar="APO_SCHEDULER",
+        ),
+    ] = None,
+    partitions: Annotated[
+        int | None, typer.Option("--partitions", min=1, help="Repartition the input (dask).")
+    ] = None,
+    keep_columns: Annotated[
+        bool, typer.Option("--keep-columns", help="Keep the input columns in the output (dask).")
+    ] = False,
+    trust: TrustOption = None,
+    unsafe_load: UnsafeLoadFlag = False,
+    as_json: JsonFlag = False,
+    debug: DebugFlag = False,
+) -> None:
+    """Predict every row of INPUT with MODEL (ONNX Runtime, or scikit-learn when it must)."""
+    from alphapulse_onnx.commands import predict as command
+    from alphapulse_onnx.errors import InputError
+    from alphapulse_onnx.views import predict as view
+
+    if engine not in ("local", "dask"):
+        with error_boundary(debug=debug):
+            raise InputError(f"--engine {engine!r}: use local or dask")
+    if engine == "dask":
+        with error_boundary(debug=debug), view.log_lines():
+            if output is None or str(output) == "-":
+                raise InputError("--engine dask writes Parquet partitions: give -o OUTPUT_DIR")
+            options = command.PredictOptions(
+                model=model, input=source, registry=registry, output=output, proba=proba,
+                provider=provider, chunk_size=chunk_size, policy=_policy(trust, unsafe_load),
+            )  # fmt: skip
+            scored = view.run_dask(options, scheduler=scheduler, partitions=partitions,
+                                   keep_columns=keep_columns, quiet=as_json)  # fmt: skip
+        view.show_dask(scored, as_json=as_json)
+        raise typer.Exit(int(ExitCode.OK))
+    if scheduler or partitions or keep_columns:
+        with error_boundary(debug=debug):
+            raise InputError("--scheduler, --partitions and --keep-columns need --engine dask")
+
+    with error_boundary(debug=debug), view.log_lines():
+        to_stdout = output is None or str(output) == "-"
+        if as_json and to_stdout:
+            raise InputError("--json prints the summary on stdout; write predictions with -o FILE")
+        options = command.PredictOptions(
+            model=model,
+            input=source,
+            registry=registry,
+            output=None if to_stdout else output,
+            proba=proba,
+            provider=provider,
+            chunk_size=chunk_size,
+            policy=_policy(trust, unsafe_load),
+        )
+        quiet = as_json or (to_stdout and sys.stdout.isatty())
+        try:
+            result = view.run_with_progress(command.run(options), quiet=quiet)
+        except BrokenPipeError:  # `apo predict ... | head`: the reader left, so do we
+            view.detach_stdout()
+            raise SystemExit(int(ExitCode.OK)) from None
+    view.show(result, as_json=as_json)
+    raise typer.Exit(int(ExitCode.OK))
 
 
 def main() -> None:

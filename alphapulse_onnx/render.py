@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -22,11 +23,11 @@ stderr = Console(stderr=True, soft_wrap=True)
 
 
 def error_line(message: str) -> None:
-    stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    stderr.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
 
 
 def warning_line(message: str) -> None:
-    stderr.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+    stderr.print(f"[yellow]warning:[/] {escape(message)}", markup=True, highlight=False)
 
 
 def info_line(message: str) -> None:
