@@ -65,7 +65,7 @@ def target_opset() -> int:
     import skl2onnx
 
     return min(
-        skl2onnx.get_latest_tested_opset_version(),
+        int(skl2onnx.get_latest_tested_opset_version()),
         onnx.defs.onnx_opset_version(),
         max_opset_for_onnxruntime(onnxruntime.__version__),
     )

@@ -151,7 +151,7 @@ def _linear_scale(estimator: Any, n_features: int) -> np.ndarray | None:
         return None
     weights = np.abs(np.atleast_2d(np.asarray(coef, float))).max(axis=0)
     # Each feature then moves the decision function by ~1/sqrt(n): the sum sweeps about +-1..3.
-    return 1.0 / (np.maximum(weights, 1e-12) * np.sqrt(n_features))
+    return np.asarray(1.0 / (np.maximum(weights, 1e-12) * np.sqrt(n_features)))
 
 
 def _inverse_thresholds(pre: list[Any], thresholds: list[np.ndarray]) -> list[np.ndarray] | None:
@@ -196,7 +196,7 @@ def _around(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         span = max(float(ordered[-1] - ordered[0]), 1.0)
         candidates.append(np.array([ordered[0] - span, ordered[-1] + span]))
     out = np.unique(np.concatenate(candidates))
-    return out[np.isfinite(out)]
+    return np.asarray(out[np.isfinite(out)])
 
 
 def generate(model: Any, n_features: int, *, rows: int = DEFAULT_ROWS, seed: int = 0) -> Probe:

@@ -85,7 +85,9 @@ def main() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         joblib.dump(estimator, path)
         names[f"m{i:02d}"] = label
-    entries = [e for e in run(ConvertOptions(registry=root, jobs=1)) if isinstance(e, ManifestEntry)]
+    entries = [
+        e for e in run(ConvertOptions(registry=root, jobs=1)) if isinstance(e, ManifestEntry)
+    ]
     print("| family | status | precision | convert s | validate s | probe rows | artifact |")
     print("|---|---|---|---|---|---|---|")
     for entry in entries:
