@@ -113,23 +113,9 @@ def resolve_manifest(options: PredictOptions) -> tuple[Path, str]:
 def open_model(options: PredictOptions) -> tuple[Registry, Model]:
     """The registry and model ``options.model`` names (a manifest name or an artifact path)."""
     providers = [options.provider] if options.provider else None
-    spec = options.model
-    path = Path(spec)
-    if spec.lower().endswith(".onnx") or (path.suffix and path.is_file()):
-        if not path.is_file():
-            raise InputError("no such artifact", path=path)
-        found = _manifest_listing(path)
-        if found is None:
-            raise InputError(
-                f"no {manifest_io.MANIFEST_NAME} beside or above it lists this artifact",
-                path=path,
-                hint="pass the model's name with --registry, or rerun `apo convert`",
-            )
-        manifest_path, name = found
-        registry = Registry.open(manifest_path, providers=providers, policy=options.policy)
-        return registry, registry[name]
-    registry = Registry.open(options.registry, providers=providers, policy=options.policy)
-    return registry, registry[spec]
+    manifest_path, name = resolve_manifest(options)
+    registry = Registry.open(manifest_path, providers=providers, policy=options.policy)
+    return registry, registry[name]
 
 
 def output_schema(model: Model, proba: bool) -> list[tuple[str, Any]]:
