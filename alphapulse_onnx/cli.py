@@ -38,6 +38,14 @@ UnsafeLoadFlag = Annotated[
         help="Turn off the model-file allowlist. A hostile file can then run any code.",
     ),
 ]
+DEFAULT_MANIFEST_DIR = Path("models/onnx")
+ManifestArg = Annotated[
+    Path,
+    typer.Argument(
+        metavar="DIR|MANIFEST",
+        help="manifest.json, the folder holding it, or a registry with onnx/ (from apo convert).",
+    ),
+]
 PluginOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -201,9 +209,7 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
 
 @app.command()
 def bench(
-    target: Annotated[
-        Path, typer.Argument(help="Folder holding manifest.json (from apo convert), or the file.")
-    ] = Path("models/onnx"),
+    target: ManifestArg = DEFAULT_MANIFEST_DIR,
     model: Annotated[
         list[str] | None,
         typer.Option("--model", metavar="NAME", help="Only this model (repeatable)."),
@@ -303,13 +309,7 @@ def bench(
 
 @app.command()
 def validate(
-    target: Annotated[
-        Path,
-        typer.Argument(
-            metavar="DIR|MANIFEST",
-            help="manifest.json, the folder holding it, or a registry with onnx/.",
-        ),
-    ] = Path("models/onnx"),
+    target: ManifestArg = DEFAULT_MANIFEST_DIR,
     sample: Annotated[
         Path | None,
         typer.Option(help="Real rows (.npy or .csv) for the parity check instead of probes."),
@@ -354,7 +354,7 @@ def predict(
             help="Converted registry (folder with manifest.json).",
             envvar="APO_REGISTRY",
         ),
-    ] = Path("models/onnx"),
+    ] = DEFAULT_MANIFEST_DIR,
     output: Annotated[
         Path | None,
         typer.Option(

@@ -183,8 +183,12 @@ def registry_dir(manifest_path: Path, manifest: Manifest) -> Path:
 
 
 def resolve_path(target: Path) -> Path:
-    """A manifest file, or a folder holding ``manifest.json``."""
-    return target / MANIFEST_NAME if target.is_dir() else target
+    """A manifest file, a folder holding ``manifest.json``, or a registry whose ``onnx/`` does."""
+    if not target.is_dir():
+        return target
+    here = target / MANIFEST_NAME
+    default_out = target / "onnx" / MANIFEST_NAME  # `apo convert REGISTRY` writes REGISTRY/onnx
+    return default_out if not here.is_file() and default_out.is_file() else here
 
 
 def read(path: Path) -> Manifest:

@@ -76,13 +76,7 @@ def find_manifest(target: Path) -> Path:
         if target.name == manifest_io.MANIFEST_NAME and target.parent.is_dir():
             return target  # reading it says "no manifest here" and how to make one
         raise InputError("no such file or folder", path=target)
-    if target.is_dir():
-        direct = target / manifest_io.MANIFEST_NAME
-        nested = target / "onnx" / manifest_io.MANIFEST_NAME
-        if not direct.exists() and nested.is_file():
-            return nested
-        return direct
-    return target
+    return manifest_io.resolve_path(target)
 
 
 def open_manifest(target: Path) -> tuple[Path, Manifest]:
