@@ -13,6 +13,7 @@ import contextlib
 import functools
 import re
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -244,8 +245,11 @@ def convert(model: Any, signature: InputSignature, *, precision: Precision = "fl
     if signature.per_column:
         initial_types = _column_types(signature, tensor_type)
     _require_extras(model)
+    model = _without_transform_only_options(model)
     options = _classifier_options(model) if signature.task == "classification" else {}
-    with _translate_errors(model):
+    with _translate_errors(model), warnings.catch_warnings():
+        # Reading deprecated attributes (SVC's probA_) is the converter's business, not the user's.
+        warnings.simplefilter("ignore", FutureWarning)
         proto = to_onnx(
             model,
             initial_types=initial_types,
@@ -274,24 +278,74 @@ def convert(model: Any, signature: InputSignature, *, precision: Precision = "fl
     )
 
 
+def _without_transform_only_options(model: Any) -> Any:
+    """A copy with options that only shape ``transform()`` reset, where skl2onnx refuses them.
+
+    ``VotingClassifier(flatten_transform=True)`` (the default) changes nothing that predict or
+    predict_proba return, yet skl2onnx rejects it; the source model itself is left untouched.
+    """
+    import copy
+
+    voting = [est for est in _walk_estimators(model) if getattr(est, "flatten_transform", False)]
+    if not voting:
+        return model
+    model = copy.deepcopy(model)
+    for est in _walk_estimators(model):
+        if getattr(est, "flatten_transform", False):
+            est.flatten_transform = False
+    return model
+
+
+def _walk_estimators(model: Any, depth: int = 0) -> list[Any]:
+    """``model`` and every estimator inside it (pipelines, ensembles, calibrators, stackers)."""
+    found = [model] if hasattr(model, "get_params") else []
+    if depth > 8:
+        return found
+    for attr in ("steps", "transformers_", "estimators_", "named_estimators_",
+                 "calibrated_classifiers_", "estimator", "final_estimator_"):  # fmt: skip
+        value = getattr(model, attr, None)
+        if isinstance(value, dict):
+            value = list(value.values())
+        elif value is not None and not isinstance(value, (list, tuple)):
+            value = [value]
+        for item in value or ():
+            child = item[1] if isinstance(item, tuple) and len(item) >= 2 else item
+            if not isinstance(child, (str, int, float, np.ndarray)):
+                found.extend(_walk_estimators(child, depth + 1))
+    return found
+
+
 def _classifier_options(model: Any) -> dict[Any, Any]:
-    """ZipMap off where the final classifier's converter has one (LinearSVC's has none).
+    """ZipMap off where a classifier's converter has one; LinearSVC's and a few others have none.
 
     skl2onnx adds ``zipmap=True`` for any classifier whose options name nothing, and then rejects
-    it for converters without a ZipMap; naming their own ``nocl`` default keeps it out.
+    it for converters without a ZipMap; naming their own ``nocl`` default keeps it out, also for
+    classifiers nested in calibrators, ensembles and pipelines.
     """
+    options: dict[Any, Any] = {}
+    for est in _walk_estimators(model):
+        allowed = _allowed_options(final_estimator(est))  # a pipeline takes its last step's
+        if allowed is None or "zipmap" in allowed:
+            continue
+        if "nocl" in allowed:
+            options[id(est)] = {"nocl": False}
+    if _allowed_options(final_estimator(model)) is None or "zipmap" in (
+        _allowed_options(final_estimator(model)) or {}
+    ):
+        options[id(model)] = {"zipmap": False}
+    return options
+
+
+def _allowed_options(est: Any) -> dict[str, Any] | None:
+    """The options skl2onnx's converter for ``est`` takes; ``None`` when it has no converter."""
     from skl2onnx._supported_operators import sklearn_operator_name_map
     from skl2onnx.common._registration import _converter_pool
 
-    final = final_estimator(model)
-    alias = sklearn_operator_name_map.get(type(final))
+    alias = sklearn_operator_name_map.get(type(est))
     registered = _converter_pool.get(alias) if alias else None
-    allowed = (registered.get_allowed_options() or {}) if registered is not None else {"zipmap": 1}
-    if "zipmap" in allowed:
-        return {"zipmap": False}
-    if "nocl" in allowed:
-        return {id(final): {"nocl": False}}
-    return {}
+    if registered is None:
+        return None
+    return dict(registered.get_allowed_options() or {})
 
 
 def _column_types(signature: InputSignature, float_type: Any) -> list[tuple[str, Any]]:

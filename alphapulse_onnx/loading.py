@@ -110,6 +110,13 @@ _ALLOWED_NAMES = frozenset(
         "collections.Counter",
         "collections.deque",
         "copyreg._reconstructor",
+        # SelectKBest/SelectPercentile keep their score function: pure statistics, run only by fit.
+        "sklearn.feature_selection._univariate_selection.f_classif",
+        "sklearn.feature_selection._univariate_selection.f_regression",
+        "sklearn.feature_selection._univariate_selection.r_regression",
+        "sklearn.feature_selection._univariate_selection.chi2",
+        "sklearn.feature_selection._mutual_info.mutual_info_classif",
+        "sklearn.feature_selection._mutual_info.mutual_info_regression",
         "_codecs.encode",
         "datetime.datetime",
         "datetime.date",

@@ -8,6 +8,8 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.base import is_classifier, is_regressor
 
+from alphapulse_onnx.errors import UnsupportedModelError
+
 DType = Literal["float32", "float64", "int64", "string"]
 Task = Literal["classification", "regression"]
 
@@ -166,7 +168,10 @@ def task_of(model: Any) -> Task:
     last = final_estimator(model)
     if hasattr(last, "classes_"):
         return "classification"
-    raise ValueError(f"{type(model).__name__} is neither a classifier nor a regressor")
+    raise UnsupportedModelError(
+        f"{type(model).__name__} is neither a classifier nor a regressor; apo compiles those "
+        "(clustering, outlier detection and transformers on their own are not served)"
+    )
 
 
 def infer(model: Any, *, dtype: DType = "float32") -> InputSignature:
@@ -174,7 +179,9 @@ def infer(model: Any, *, dtype: DType = "float32") -> InputSignature:
     if n_features is None:
         n_features = getattr(final_estimator(model), "n_features_in_", None)
     if n_features is None:
-        raise ValueError(f"{type(model).__name__} does not record n_features_in_")
+        raise UnsupportedModelError(
+            f"{type(model).__name__} does not record n_features_in_, so its input is unknown"
+        )
     names = getattr(model, "feature_names_in_", None)
     feature_names = tuple(str(n) for n in names) if names is not None else None
     task = task_of(model)

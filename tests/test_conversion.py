@@ -15,10 +15,21 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from sklearn import ensemble, linear_model, naive_bayes, neighbors, neural_network, svm, tree
+from sklearn import (
+    calibration,
+    decomposition,
+    ensemble,
+    feature_selection,
+    linear_model,
+    naive_bayes,
+    neighbors,
+    neural_network,
+    svm,
+    tree,
+)
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
+from sklearn.preprocessing import MinMaxScaler, PolynomialFeatures, RobustScaler, StandardScaler
 
 from alphapulse_onnx import loading
 from alphapulse_onnx.commands.convert import ConvertOptions, run
@@ -62,6 +73,56 @@ def _families() -> dict[str, tuple[str, Any]]:
         "svc_decision": ("cancer", scaled(svm.SVC())),
         "svr": ("diabetes", svm.SVR(C=10.0)),
         "linear_svc": ("wine", scaled(svm.LinearSVC())),  # no ZipMap option in its converter
+        # Ensembles of other estimators: flatten_transform=True is reset for skl2onnx.
+        "voting_soft": (
+            "iris",
+            ensemble.VotingClassifier(
+                [
+                    ("lr", linear_model.LogisticRegression(max_iter=3000)),
+                    ("rf", ensemble.RandomForestClassifier(n_estimators=8, random_state=0)),
+                ],
+                voting="soft",
+            ),
+        ),
+        "voting_hard": (
+            "wine",
+            ensemble.VotingClassifier(
+                [
+                    ("lr", scaled(linear_model.LogisticRegression())),
+                    ("dt", tree.DecisionTreeClassifier(max_depth=4, random_state=0)),
+                ],
+                voting="hard",
+            ),
+        ),
+        "stacking": (
+            "iris",
+            ensemble.StackingClassifier(
+                [
+                    ("lr", linear_model.LogisticRegression(max_iter=3000)),
+                    ("nb", naive_bayes.GaussianNB()),
+                ]
+            ),
+        ),
+        "bagging": ("cancer", ensemble.BaggingClassifier(n_estimators=6, random_state=0)),
+        "adaboost": ("iris", ensemble.AdaBoostClassifier(n_estimators=10, random_state=0)),
+        "calibrated_sgd": (
+            "cancer",
+            calibration.CalibratedClassifierCV(scaled(linear_model.SGDClassifier(random_state=0))),
+        ),
+        "selectk_rf": (
+            "cancer",
+            make_pipeline(  # SelectKBest pickles its score function
+                feature_selection.SelectKBest(k=8),
+                ensemble.RandomForestClassifier(n_estimators=8, random_state=0),
+            ),
+        ),
+        "pca_logreg": (
+            "wine",
+            make_pipeline(
+                StandardScaler(), decomposition.PCA(4), linear_model.LogisticRegression()
+            ),
+        ),
+        "poly_ridge": ("diabetes", make_pipeline(PolynomialFeatures(2), linear_model.Ridge())),
         "linear_svc_bare": ("cancer", svm.LinearSVC(max_iter=5000)),
         "knn_clf": ("wine", scaled(neighbors.KNeighborsClassifier())),
         "knn_reg": ("diabetes", neighbors.KNeighborsRegressor()),
