@@ -13,7 +13,7 @@ from alphapulse_onnx.errors import LockError
 
 LOCK_NAME = ".apo.lock"
 # What _fsutil.atomic_write_* leaves behind when its process is killed between mkstemp and rename:
-# ".NAME.XXXXXXXX.tmp", the X part being mkstemp's eight random characters.
+# ".NAME.<8 random characters>.tmp", as mkstemp names them.
 STALE_TEMP_GLOB = ".*.tmp"
 _STALE_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
@@ -62,7 +62,7 @@ class OutputLock:
 
 
 def remove_stale_temp_files(folder: Path) -> int:
-    """Delete half-written ``.NAME.XXXX.tmp`` files under ``folder``; call only under the lock."""
+    """Delete half-written ``.NAME.<random>.tmp`` files below ``folder``; only under the lock."""
     removed = 0
     for path in folder.rglob(STALE_TEMP_GLOB):
         if _STALE_TEMP_NAME.match(path.name) and path.is_file() and not path.is_symlink():

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from alphapulse_onnx.errors import UnsupportedModelError
+
 MISSING_TEXT = ""
 
 
@@ -53,11 +55,11 @@ def _convert_string(scope: Any, operator: Any, container: Any) -> None:
     op = operator.raw_operator
     statistics = np.asarray(op.statistics_, dtype=object)
     if any(_is_missing_marker(v) for v in statistics):
-        raise NotImplementedError(
+        raise UnsupportedModelError(
             "SimpleImputer on text has a column with no fill value (all missing when fitted)"
         )
     if getattr(op, "add_indicator", False):
-        raise NotImplementedError("SimpleImputer(add_indicator=True) on text columns")
+        raise UnsupportedModelError("SimpleImputer(add_indicator=True) on text columns")
     marker = op.missing_values
     if not (_is_missing_marker(marker) or isinstance(marker, str)):
         raise NotImplementedError(f"SimpleImputer on text with missing_values={marker!r}")
