@@ -381,7 +381,7 @@ def predict(
         typer.Option(
             "--engine",
             help="local: stream in this process. dask: score a folder, glob or partitioned "
-            "dataset on Dask and write Parquet partitions to -o OUTPUT_DIR ([dask] extra).",
+            "dataset on Dask and write Parquet partitions to -o OUTPUT_DIR (needs the dask extra).",
             envvar="APO_ENGINE",
         ),
     ] = "local",
