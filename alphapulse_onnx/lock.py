@@ -26,13 +26,16 @@ class OutputLock:
     only writer, so it also removes temp files that a killed writer left behind.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, shared: bool = False) -> None:
         self.folder = folder
         self.path = folder / LOCK_NAME
+        self.shared = shared  # readers (apo validate) share it; only a writer excludes them
         self._fd: int | None = None
         self.removed_temp_files = 0
 
     def __enter__(self) -> OutputLock:
+        if self.shared:
+            return self._enter_shared()
         self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -52,11 +55,30 @@ class OutputLock:
         self.removed_temp_files = remove_stale_temp_files(self.folder)
         return self
 
+    def _enter_shared(self) -> OutputLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return self  # a folder we cannot write to has no writer to wait for either
+        try:
+            _lock(fd, shared=True)
+        except OSError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise LockError(
+                f"an apo run{holder} is writing to this folder right now",
+                path=self.folder,
+                hint="validate once it has finished",
+            ) from None
+        self._fd = fd
+        return self
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:  # fmt: skip
         if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
+            if not self.shared:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing releases the lock
             self._fd = None
 
@@ -72,15 +94,16 @@ def remove_stale_temp_files(folder: Path) -> int:
     return removed
 
 
-def _lock(fd: int) -> None:
+def _lock(fd: int, *, shared: bool = False) -> None:
     if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         import msvcrt
 
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        if not shared:  # msvcrt has no shared locks: readers do not lock there
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
     else:
         import fcntl
 
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
 
 
 def _read_holder(fd: int) -> str:

@@ -311,3 +311,19 @@ def test_interrupted_manifest_write_keeps_previous_manifest(registry: Path) -> N
     assert not (registry / "onnx" / ".manifest.json.dead1234.tmp").exists()
     np.testing.assert_equal(json.loads(path.read_bytes())["models"][0]["name"],
                             json.loads(before)["models"][0]["name"])  # fmt: skip
+
+
+def test_validate_waits_for_no_writer_but_readers_share(tmp_path: Path) -> None:
+    """validate shares the folder's lock: refused while convert writes, fine beside readers."""
+    from alphapulse_onnx.commands import validate
+    from alphapulse_onnx.errors import LockError
+    from alphapulse_onnx.lock import OutputLock
+
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    (folder / "manifest.json").write_text('{"schema_version": 1, "registry": "..", "models": []}')
+    options = validate.ValidateOptions(target=folder)
+    with OutputLock(folder), pytest.raises(LockError, match="writing to this folder"):
+        list(validate.run(options))
+    with OutputLock(folder, shared=True):
+        assert list(validate.run(options)) == [0]

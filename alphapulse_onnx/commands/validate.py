@@ -21,6 +21,7 @@ from alphapulse_onnx import checking, conversion, datafiles, loading, probing, r
 from alphapulse_onnx import manifest as manifest_io
 from alphapulse_onnx._fsutil import sha256_bytes, sha256_file
 from alphapulse_onnx.errors import ApoError, InputError
+from alphapulse_onnx.lock import OutputLock
 from alphapulse_onnx.manifest import Manifest, ManifestEntry
 from alphapulse_onnx.parity import ParityReport
 from alphapulse_onnx.signature import infer
@@ -90,9 +91,11 @@ def run(options: ValidateOptions) -> Iterator[int | ModelCheck]:
     sample = datafiles.read_sample(options.sample) if options.sample is not None else None
     registry = manifest_io.registry_dir(path, manifest)
     runnable = tuple(runtime.runnable_providers()) or ("CPUExecutionProvider",)
-    yield len(manifest.models)
-    for entry in manifest.models:
-        yield check_entry(entry, path.parent, registry, options, sample, runnable)
+    with OutputLock(path.parent, shared=True):  # not while `apo convert` rewrites the folder
+        path, manifest = open_manifest(options.target)  # the state under the lock
+        yield len(manifest.models)
+        for entry in manifest.models:
+            yield check_entry(entry, path.parent, registry, options, sample, runnable)
 
 
 def _onnx_check(data: bytes) -> str | None:
