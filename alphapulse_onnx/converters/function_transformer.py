@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from alphapulse_onnx.errors import UnsupportedModelError
+
 # A ufunc name -> a builder: (emit, x) -> output name. ``emit(op, inputs, **attrs)`` adds one node;
 # ``const(value)`` adds a scalar of the input's float type.
 Builder = Callable[["_Graph", str], str]
@@ -148,12 +150,12 @@ def ufunc_name(transformer: Any) -> str | None:
     if not isinstance(func, np.ufunc) or func.__name__ not in UFUNC_BUILDERS:
         what = getattr(func, "__qualname__", None) or type(func).__name__
         module = getattr(func, "__module__", None) or "numpy"
-        raise NotImplementedError(
+        raise UnsupportedModelError(
             f"FunctionTransformer(func={module}.{what}) has no ONNX form "
             f"(apo converts the numpy ufuncs {', '.join(sorted(UFUNC_BUILDERS))})"
         )
     if transformer.kw_args:
-        raise NotImplementedError(f"FunctionTransformer({func.__name__}) with kw_args")
+        raise UnsupportedModelError(f"FunctionTransformer({func.__name__}) with kw_args")
     return str(func.__name__)
 
 

@@ -62,7 +62,7 @@ def _convert_string(scope: Any, operator: Any, container: Any) -> None:
         raise UnsupportedModelError("SimpleImputer(add_indicator=True) on text columns")
     marker = op.missing_values
     if not (_is_missing_marker(marker) or isinstance(marker, str)):
-        raise NotImplementedError(f"SimpleImputer on text with missing_values={marker!r}")
+        raise UnsupportedModelError(f"SimpleImputer on text with missing_values={marker!r}")
     keys = [MISSING_TEXT if _is_missing_marker(marker) else str(marker)]
     joined = operator.inputs[0].full_name
     if len(operator.inputs) > 1:  # FeatureVectorizer takes numbers only: Concat keeps text
