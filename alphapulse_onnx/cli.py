@@ -6,6 +6,7 @@ No scikit-learn or onnx work happens here; commands live in ``alphapulse_onnx.co
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,16 @@ UnsafeLoadFlag = Annotated[
     typer.Option(
         "--unsafe-load",
         help="Turn off the model-file allowlist. A hostile file can then run any code.",
+    ),
+]
+MaxModelMemoryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--max-model-memory",
+        metavar="SIZE",
+        envvar="APO_MAX_MODEL_MEMORY",
+        help="Most memory one model file may declare while loading (e.g. 8G). Default: 100x "
+        "the file's size, at least 256M and at most 4G.",
     ),
 ]
 DEFAULT_MANIFEST_DIR = Path("models/onnx")
@@ -101,7 +112,23 @@ def error_boundary(*, debug: bool) -> Iterator[None]:
         raise SystemExit(int(ExitCode.FAILED)) from None
 
 
-def _policy(trust: list[str] | None, unsafe_load: bool) -> TrustPolicy:
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+def _size(text: str | None) -> int | None:
+    """``8G``, ``512M``, ``1.5GiB`` or a plain byte count, as bytes."""
+    if text is None:
+        return None
+    match = _SIZE.match(text)
+    if match is None or float(match.group(1)) <= 0:
+        raise InputError(f"--max-model-memory: {text!r} is not a size (examples: 512M, 8G)")
+    scale = 1024 ** "_kmgt".index(match.group(2).lower() or "_")
+    return int(float(match.group(1)) * scale)
+
+
+def _policy(
+    trust: list[str] | None, unsafe_load: bool, max_model_memory: str | None = None
+) -> TrustPolicy:
     if unsafe_load:
         render.warning_line(
             "--unsafe-load: model files are unpickled WITHOUT the allowlist; a hostile file can "
@@ -109,7 +136,9 @@ def _policy(trust: list[str] | None, unsafe_load: bool) -> TrustPolicy:
         )
     from alphapulse_onnx.loading import TrustPolicy
 
-    return TrustPolicy(trusted=tuple(trust or ()), unsafe=unsafe_load)
+    return TrustPolicy(
+        trusted=tuple(trust or ()), unsafe=unsafe_load, max_model_memory=_size(max_model_memory)
+    )
 
 
 @app.command()
@@ -145,6 +174,7 @@ def convert(
     ] = None,
     trust: TrustOption = None,
     unsafe_load: UnsafeLoadFlag = False,
+    max_model_memory: MaxModelMemoryOption = None,
     plugin: PluginOption = None,
     as_json: JsonFlag = False,
     debug: DebugFlag = False,
@@ -164,7 +194,7 @@ def convert(
             opset=opset,
             tolerance=Tolerance(proba_atol=atol, regression_rtol=rtol),
             force=force,
-            policy=_policy(trust, unsafe_load),
+            policy=_policy(trust, unsafe_load, max_model_memory),
             plugins=tuple(plugin or ()),
             jobs=jobs,
         )
@@ -263,6 +293,7 @@ def bench(
     ] = None,
     trust: TrustOption = None,
     unsafe_load: UnsafeLoadFlag = False,
+    max_model_memory: MaxModelMemoryOption = None,
     as_json: JsonFlag = False,
     debug: DebugFlag = False,
 ) -> None:
@@ -298,7 +329,7 @@ def bench(
             tune=tune,
             tolerance=tolerance,
             min_speedup=min_speedup,
-            policy=_policy(trust, unsafe_load),
+            policy=_policy(trust, unsafe_load, max_model_memory),
         )
         outcome = view.run_with_progress(command.run(options), quiet=as_json)
         if plot is not None:
@@ -316,6 +347,7 @@ def validate(
     ] = None,
     trust: TrustOption = None,
     unsafe_load: UnsafeLoadFlag = False,
+    max_model_memory: MaxModelMemoryOption = None,
     as_json: JsonFlag = False,
     debug: DebugFlag = False,
 ) -> None:
@@ -326,7 +358,9 @@ def validate(
     with error_boundary(debug=debug):
         manifest_path = command.find_manifest(target)
         options = command.ValidateOptions(
-            target=manifest_path, sample=sample, policy=_policy(trust, unsafe_load)
+            target=manifest_path,
+            sample=sample,
+            policy=_policy(trust, unsafe_load, max_model_memory),
         )
         outcome = view.run_with_progress(command.run(options), manifest_path, quiet=as_json)
     view.show(outcome, as_json=as_json)
@@ -401,6 +435,7 @@ def predict(
     ] = False,
     trust: TrustOption = None,
     unsafe_load: UnsafeLoadFlag = False,
+    max_model_memory: MaxModelMemoryOption = None,
     as_json: JsonFlag = False,
     debug: DebugFlag = False,
 ) -> None:
@@ -418,7 +453,8 @@ def predict(
                 raise InputError("--engine dask writes Parquet partitions: give -o OUTPUT_DIR")
             options = command.PredictOptions(
                 model=model, input=source, registry=registry, output=output, proba=proba,
-                provider=provider, chunk_size=chunk_size, policy=_policy(trust, unsafe_load),
+                provider=provider, chunk_size=chunk_size,
+                policy=_policy(trust, unsafe_load, max_model_memory),
             )  # fmt: skip
             scored = view.run_dask(options, scheduler=scheduler, partitions=partitions,
                                    keep_columns=keep_columns, quiet=as_json)  # fmt: skip
@@ -440,7 +476,7 @@ def predict(
             proba=proba,
             provider=provider,
             chunk_size=chunk_size,
-            policy=_policy(trust, unsafe_load),
+            policy=_policy(trust, unsafe_load, max_model_memory),
         )
         quiet = as_json or (to_stdout and sys.stdout.isatty())
         try:

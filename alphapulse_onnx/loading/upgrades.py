@@ -1,13 +1,10 @@
-"""Upgrades for model files pickled by older scikit-learn: renamed and removed classes, old state.
+"""Upgrades for model files pickled by older scikit-learn: renamed classes and old state.
 
-The safe loader consults ``find_renamed`` before it refuses a global, so an old file that names a
-class scikit-learn has since renamed or removed still loads, as the class it became. ``upgrade``
-then walks the loaded estimator and fills what newer versions expect. Known changes:
+Every upgrade is a transformation of names and saved state inside the loader, never code from
+the file. Known changes:
 
 - KNN models saved before 1.3 name the float64 distance metrics without the ``64`` suffix
   (``EuclideanDistance`` is now ``EuclideanDistance64``).
-- ColumnTransformers saved by 1.5-1.6 hold their remainder columns in a private list subclass,
-  ``_RemainderColsList``, that 1.7 removed: it loads as a list.
 - Trees saved before 1.3 have node arrays without the ``missing_go_to_left`` field, which
   scikit-learn's own ``Tree.__setstate__`` refuses; the field is added as 0 (those versions
   could not route missing values at all, so the flag is never read for their trees).
@@ -18,7 +15,6 @@ then walks the loaded estimator and fills what newer versions expect. Known chan
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 from typing import Any
@@ -28,14 +24,6 @@ from sklearn.base import BaseEstimator
 
 _DIST_METRICS = "sklearn.metrics._dist_metrics"
 
-# old dotted name -> current dotted name
-_RENAMED: dict[str, str] = {
-    "sklearn.compose._column_transformer._RemainderColsList": (
-        "alphapulse_onnx.compat._RemainderColsList"
-    ),
-    "sklearn.tree._tree.Tree": "alphapulse_onnx.compat._UpgradingTree",
-}
-
 # (class name, attribute, default) for attributes that later versions expect on fitted objects.
 _ADDED_ATTRIBUTES: tuple[tuple[str, str, Any], ...] = (
     ("SimpleImputer", "_fill_dtype", None),  # filled from statistics_.dtype below
@@ -44,20 +32,14 @@ _ADDED_ATTRIBUTES: tuple[tuple[str, str, Any], ...] = (
 )
 
 
-class _RemainderColsList(list):  # type: ignore[type-arg]
-    """Stands in for scikit-learn 1.5-1.6's private remainder column list while unpickling."""
-
-    def __setstate__(self, state: Any) -> None:
-        pass  # its attributes only steered a deprecation warning
-
-
-def _tree_class() -> Any:
-    from sklearn.tree._tree import Tree
-
-    return Tree
+def renamed(module: str, name: str) -> tuple[str, str] | None:
+    """The current ``(module, name)`` for an old global, or ``None`` when it was never renamed."""
+    if module == _DIST_METRICS and not name.endswith(("32", "64")) and name.endswith("Distance"):
+        return module, f"{name}64"  # EuclideanDistance -> EuclideanDistance64 (1.3)
+    return None
 
 
-def _upgrade_tree_state(state: dict[str, Any]) -> dict[str, Any]:
+def tree_state(state: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     """Node arrays from before 1.3 lack ``missing_go_to_left``: add it, in today's layout."""
     from sklearn.tree._tree import NODE_DTYPE
 
@@ -73,56 +55,16 @@ def _upgrade_tree_state(state: dict[str, Any]) -> dict[str, Any]:
     for field in nodes.dtype.names:
         if field in NODE_DTYPE.names:
             upgraded[field] = nodes[field]
+    note = "upgraded old state: tree nodes gained missing_go_to_left"
+    if note not in notes:
+        notes.append(note)
     return {**state, "nodes": upgraded}
-
-
-def _make_upgrading_tree() -> Any:
-    tree = _tree_class()
-
-    class _UpgradingTree(tree):  # type: ignore[misc, valid-type]
-        """A ``Tree`` that upgrades old node arrays while unpickled; ``upgrade`` swaps it back."""
-
-        def __setstate__(self, state: dict[str, Any]) -> None:
-            upgraded = _upgrade_tree_state(state)
-            self.apo_upgraded = upgraded is not state
-            super().__setstate__(upgraded)
-
-    _UpgradingTree.__module__ = __name__
-    _UpgradingTree.__qualname__ = "_UpgradingTree"
-    return _UpgradingTree
-
-
-_upgrading_tree: Any = None
-
-
-def __getattr__(name: str) -> Any:  # the Tree subclass is built on first use (imports Cython)
-    global _upgrading_tree
-    if name == "_UpgradingTree":
-        if _upgrading_tree is None:
-            _upgrading_tree = _make_upgrading_tree()
-        return _upgrading_tree
-    raise AttributeError(name)
-
-
-def find_renamed(module: str, name: str) -> Any | None:
-    """The current object for an old global name, or ``None`` when it was never renamed."""
-    target = _RENAMED.get(f"{module}.{name}")
-    if target is None and module == _DIST_METRICS and not name.endswith(("32", "64")):
-        target = f"{_DIST_METRICS}.{name}64"  # EuclideanDistance -> EuclideanDistance64 (1.3)
-    if target is None:
-        return None
-    new_module, _, new_name = target.rpartition(".")
-    try:
-        return getattr(importlib.import_module(new_module), new_name)
-    except (ImportError, AttributeError):
-        return None
 
 
 def upgrade(obj: Any, notes: list[str]) -> Any:
     """Fill what newer scikit-learn expects, walking pipelines and column transformers."""
     for estimator in _walk(obj, depth=0):
         cls_name = type(estimator).__name__
-        _swap_tree(estimator, notes)
         _plain_remainder(estimator, notes)
         for owner, attribute, default in _ADDED_ATTRIBUTES:
             if cls_name != owner or hasattr(estimator, attribute):
@@ -138,30 +80,25 @@ def upgrade(obj: Any, notes: list[str]) -> Any:
     return obj
 
 
-def _swap_tree(estimator: Any, notes: list[str]) -> None:
-    tree = estimator.__dict__.get("tree_")
-    if tree is None or _upgrading_tree is None or not isinstance(tree, _upgrading_tree):
-        return
-    plain = _tree_class()(*tree.__reduce__()[1])
-    plain.__setstate__(tree.__getstate__())
-    estimator.tree_ = plain
-    if getattr(tree, "apo_upgraded", False):
-        name = type(estimator).__name__
-        notes.append(f"upgraded old state: {name} tree nodes gained missing_go_to_left")
-
-
 def _plain_remainder(estimator: Any, notes: list[str]) -> None:
+    """ColumnTransformers saved by 1.5-1.6 hold remainder columns in a private list subclass
+    (loaded as ``standins.RemainderColsList``): make them the plain list 1.7 and later use."""
+    from alphapulse_onnx.loading.standins import RemainderColsList
+
     transformers = estimator.__dict__.get("transformers_")
     if not isinstance(transformers, list):
         return
     changed = False
     for i, item in enumerate(transformers):
-        if isinstance(item, tuple) and len(item) == 3 and isinstance(item[2], _RemainderColsList):
+        if isinstance(item, tuple) and len(item) == 3 and isinstance(item[2], RemainderColsList):
             transformers[i] = (item[0], item[1], list(item[2]))
             changed = True
     remainder = estimator.__dict__.get("_remainder")
-    old_remainder = isinstance(remainder, tuple) and len(remainder) == 3
-    if old_remainder and isinstance(remainder[2], _RemainderColsList):
+    if (
+        isinstance(remainder, tuple)
+        and len(remainder) == 3
+        and isinstance(remainder[2], RemainderColsList)
+    ):
         estimator._remainder = (remainder[0], remainder[1], list(remainder[2]))
         changed = True
     if changed:

@@ -1,0 +1,592 @@
+"""The restricted pickle machine: reads joblib and pickle files, builds data, runs nothing else.
+
+It is Python's own pure-Python unpickler with every opcode that can reach code replaced:
+
+- ``GLOBAL``/``STACK_GLOBAL``/``INST`` resolve names through ``roles.admit`` only; names of
+  role (a) and (b) become opaque ``Name`` tokens, never the object itself.
+- ``REDUCE``, ``NEWOBJ``, ``NEWOBJ_EX``, ``OBJ`` and ``INST`` call only a role-(b)
+  reconstructor through its argument checker, or make a bare instance of a role-(a) class.
+  Calling an instance, a method, a value or anything else is refused.
+- ``BUILD`` sets state only on an object this load has just created and not yet given state
+  (never a class, never twice), through ``state.setter_for``.
+- ``APPEND``/``SETITEM``/``ADDITEMS`` touch only exact lists, dicts and sets (and apo's
+  stand-ins), through the built-in methods, so no attribute of a loaded object is looked up.
+- ``PERSID``, ``BINPERSID`` and the ``EXT`` opcodes are refused.
+
+Everything read is counted before it is allocated (``Meter``): the bytes of the (decompressed)
+stream, the arrays and trees the reconstructors make, and an estimate per container. Tuples and
+frozensets, the containers Python hashes recursively, are capped in nesting depth as they are
+built; the finished graph is walked once for depth and for any token left in it.
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+import pickletools
+import sys
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable
+from typing import Any, BinaryIO, ClassVar
+
+import numpy as np
+
+from alphapulse_onnx.loading import roles, standins, state
+from alphapulse_onnx.loading.roles import Name, Refused, type_name
+
+MAX_DEPTH = 200
+_CONTAINER = 64  # bytes charged per container made: about an empty dict's size
+_SLOT = 16  # bytes charged per item stored in a container
+_CHUNK = 16 * 1024 * 1024
+
+
+class Meter:
+    """The data a file makes the loader hold, against its limit."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def charge(self, nbytes: int, what: str) -> None:
+        self.used += nbytes
+        if self.used > self.limit:
+            raise Refused(
+                f"the file declares more than {_size(self.limit)} of data ({what} and all before "
+                "it), over the memory limit for this file"
+            )
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.used, 0)
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} B"
+
+
+class MeteredReader:
+    """The (decompressed) stream, read only in sizes the meter has already allowed."""
+
+    def __init__(self, raw: BinaryIO, meter: Meter) -> None:
+        self.raw = raw
+        self.meter = meter
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            raise Refused("the file asks to read to its end at once")
+        self.meter.charge(n, "pickle data")
+        return self.raw.read(n)
+
+    def readline(self) -> bytes:
+        line = self.raw.readline(self.meter.remaining + 1)
+        self.meter.charge(len(line), "pickle text")
+        return line
+
+    def readinto(self, buffer: Any) -> int:
+        self.meter.charge(len(buffer), "pickle data")
+        return self.raw.readinto(buffer)  # type: ignore[attr-defined, no-any-return]
+
+
+class ArraySpec:
+    """joblib's ``NumpyArrayWrapper`` as the loader rebuilds it: a description, then the data."""
+
+
+class Load(state.LoadContext):
+    """One file's load: its policy, meter, and what is created but not yet given state."""
+
+    def __init__(self, stream: MeteredReader, trust: Callable[[str, str], Any],
+                 trusts_any: bool = False) -> None:  # fmt: skip
+        self.stream = stream
+        self.trusts_any = trusts_any
+        self.meter = stream.meter
+        self.trust = trust  # (module, name) -> trusted object, or None
+        self.fresh_objects: dict[int, Any] = {}
+        self.fresh_arrays = 0  # how many of those are arrays or dtypes (see ``sealed``)
+        self.tuple_depth: dict[int, tuple[int, Any]] = {}
+        self.notes: list[str] = []
+        self.versions: dict[int, str] = {}
+        self.renamed: list[str] = []
+        self.links: list[tuple[Any, Any, Any, int | None]] = []
+        self.checked_dtypes: dict[int, Any] = {}
+
+    # -- Context --
+    def charge(self, nbytes: int, what: str) -> None:
+        self.meter.charge(nbytes, what)
+
+    def fresh(self, obj: Any) -> Any:
+        self.fresh_objects[id(obj)] = obj
+        if isinstance(obj, (np.ndarray, np.dtype)):
+            self.fresh_arrays += 1
+        return obj
+
+    def refuse(self, message: str) -> Refused:
+        return Refused(message)
+
+    def unbuilt(self, obj: Any) -> bool:
+        return self.fresh_objects.get(id(obj)) is obj
+
+    def instantiate(self, cls: Any, *, via: str) -> Any:
+        if isinstance(cls, Name):
+            if cls.role == "model" or cls.trusted:
+                target = cls.target
+                self.charge(_CONTAINER, "an object")
+                return self.fresh(target.__new__(target))
+            if roles.RECONSTRUCTORS[cls.dotted].instantiable:
+                return self.fresh(ArraySpec())
+            raise Refused(
+                f"the file makes an instance of {cls.dotted} through {via}; it is a function the "
+                "loader calls only with checked arguments"
+            )
+        raise Refused(f"the file makes an instance of {_describe(cls)} through {via}")
+
+    # -- names and calls --
+    def resolve(self, module: str, name: str, proto: int) -> Any:
+        if proto < 3:
+            module, name = roles.python3_name(module, name)
+        trusted = self.trust(module, name)
+        if trusted is not None:
+            return trusted
+        admitted = roles.admit(module, name)
+        if admitted is None:
+            from alphapulse_onnx.loading import upgrades
+
+            current = upgrades.renamed(module, name)
+            if current is not None:
+                admitted = roles.admit(*current)
+                if admitted is not None:
+                    self.renamed.append(f"{module}.{name}")
+        if admitted is None:
+            raise NotAdmitted(module, name)
+        return admitted[0] if isinstance(admitted, tuple) else admitted
+
+    def call(self, func: Any, args: Any) -> Any:
+        if type(args) is not tuple:
+            raise Refused(f"the file calls {_describe(func)} with {type_name(args)} as arguments")
+        if self.fresh_arrays:
+            self.sealed(args, func)
+        if isinstance(func, Name):
+            if func.trusted:
+                return func.target(*args)  # the user's own code, trusted by name
+            if func.role == "reconstructor":
+                reconstructor = roles.RECONSTRUCTORS[func.dotted]
+                return reconstructor.build(func.target, args, self)
+            raise Refused(
+                f"the file calls the model class {func.dotted} with arguments; model classes are "
+                "rebuilt from their saved state, never called"
+            )
+        raise Refused(f"the file calls {_describe(func)}; only listed reconstructors are called")
+
+    def set_state(self, inst: Any, saved: Any) -> Any:
+        """BUILD: the object with its state set (joblib's array wrappers become their array)."""
+        if self.fresh_objects.pop(id(inst), None) is not inst:
+            if isinstance(inst, (Name, type)):
+                raise Refused(f"the file sets attributes on {_describe(inst)}")
+            raise Refused(
+                f"the file sets the state of {_describe(inst)} that it did not just create "
+                "(or sets it twice)"
+            )
+        cls = type(inst)
+        if cls is ArraySpec:
+            return self.read_wrapped_array(saved)
+        if cls is np.ndarray or isinstance(inst, (np.ndarray, np.dtype)):
+            self.fresh_arrays -= 1
+        if self.fresh_arrays:
+            self.sealed(saved.values() if type(saved) is dict else saved, inst)
+        trusted = self.trusts_any and self.trust(cls.__module__, cls.__qualname__) is not None
+        setter = state.setter_for(cls, trusted)
+        if setter is None:
+            owner = state.definer(cls, "__setstate__")
+            raise Refused(
+                f"{type_name(inst)} restores its state with {type_name(owner)}.__setstate__, "
+                "which apo's loader has not vetted"
+            )
+        setter(inst, saved, self)
+        return inst
+
+    def sealed(self, values: Any, user: Any) -> None:
+        """Arrays and dtypes handed on must have their state: setting it later would change
+        memory that something built from them already relies on."""
+        if type(values) not in (tuple, list, type({}.values())):
+            return
+        for value in values:
+            if isinstance(value, (np.ndarray, np.dtype)) and self.unbuilt(value):
+                raise Refused(f"the file hands {_describe(user)} a numpy {type(value).__name__} "
+                              "before its state is set")  # fmt: skip
+
+    # -- joblib's arrays, stored after their wrapper in the stream --
+    def read_wrapped_array(self, saved: Any) -> Any:
+        if type(saved) is not dict or not saved.keys() <= _WRAPPER_KEYS:
+            raise Refused("the file gives joblib's array wrapper an unknown state")
+        subclass = saved.get("subclass")
+        if type(subclass) is not Name or subclass.dotted not in ("numpy.ndarray", "numpy.matrix"):
+            raise Refused(f"the file wraps an array of type {type_name(subclass)}")
+        shape = roles.shape_of(saved.get("shape"), self, "joblib's array")
+        dtype = roles.check_dtype(saved.get("dtype"), self, "joblib's array")
+        order = saved.get("order", "C")
+        if order not in ("C", "F"):
+            raise Refused(f"the file gives joblib's array the order {order!r}")
+        count = roles.size_of(shape)
+        if dtype.hasobject:
+            self.charge(8 * count, "an object array")
+            array = RestrictedUnpickler(self).load()
+            if not (isinstance(array, np.ndarray) and array.dtype.hasobject
+                    and array.shape == shape):  # fmt: skip
+                raise Refused("the file's object array does not match its description")
+            return array
+        alignment = saved.get("numpy_array_alignment_bytes")
+        raw = self.stream.raw
+        if alignment is not None:
+            padding = raw.read(1)
+            if len(padding) != 1:
+                raise EOFError("the array's padding is missing")
+            raw.read(padding[0])
+        nbytes = count * dtype.itemsize
+        self.charge(nbytes, "an array")
+        array = np.empty(count, dtype=dtype)
+        view = memoryview(array.view(np.uint8).reshape(-1).data) if nbytes else memoryview(b"")
+        offset = 0
+        while offset < nbytes:
+            got = raw.readinto(view[offset : offset + _CHUNK])  # type: ignore[attr-defined]
+            if not got:
+                raise EOFError("the array data ends early")
+            offset += got
+        array = array.reshape(shape[::-1]).transpose() if order == "F" else array.reshape(shape)
+        if dtype.byteorder not in ("=", "|") and dtype.byteorder != _NATIVE:
+            array = array.byteswap().view(dtype.newbyteorder("="))
+        return array
+
+    # -- depth of hashable containers --
+    def nested(self, container: Any, items: Any) -> Any:
+        if not any(type(i) in _HASHED for i in items):
+            return container
+        depth = 1 + max((self.tuple_depth.get(id(i), (1,))[0] for i in items
+                         if type(i) in (tuple, frozenset)), default=0)  # fmt: skip
+        if depth > MAX_DEPTH:
+            raise Refused(f"the file nests tuples more than {MAX_DEPTH} deep")
+        if depth > 1:
+            self.tuple_depth[id(container)] = (depth, container)
+        return container
+
+
+_HASHED = (tuple, frozenset)
+_WRAPPER_KEYS = frozenset(
+    {"subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes"}
+)
+_NATIVE = "<" if sys.byteorder == "little" else ">"
+
+
+class NotAdmitted(Refused):
+    """A global that no role admits."""
+
+    def __init__(self, module: str, name: str) -> None:
+        super().__init__(f"{module}.{name}")
+        self.module = module
+        self.name = name
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Name):
+        return value.dotted
+    if isinstance(value, type):
+        return f"the class {type_name(value)}"
+    if isinstance(value, (type(len), type(_describe))) or (
+        callable(value) and hasattr(value, "__qualname__")
+    ):
+        module = getattr(value, "__module__", None) or "?"
+        return f"the function {module}.{getattr(value, '__qualname__', '?')}"
+    if hasattr(value, "__self__") and callable(value):
+        return f"a method of {type_name(value.__self__)}"
+    return f"an instance of {type_name(value)}"
+
+
+_DICT_TYPES = (dict, OrderedDict, defaultdict, standins.LoadedBunch)
+_LIST_TYPES = (list, standins.RemainderColsList)
+
+
+class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined, misc]
+    """Python's unpickler with every opcode that can reach code replaced (module docstring)."""
+
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    # The pure-Python unpickler's working state (untyped in typeshed).
+    stack: list[Any]
+    append: Callable[[Any], None]
+    pop_mark: Callable[[], list[Any]]
+    readline: Callable[[], bytes]
+    proto: int
+
+    def __init__(self, load: Load) -> None:
+        super().__init__(load.stream, fix_imports=True, encoding="latin1")
+        self._load = load
+        self._charge = load.meter.charge
+
+    # -- names --
+    def load_global(self) -> None:
+        module = self.readline()[:-1].decode("utf-8")
+        name = self.readline()[:-1].decode("utf-8")
+        self.append(self._load.resolve(module, name, self.proto))
+
+    def load_stack_global(self) -> None:
+        name = self.stack.pop()
+        module = self.stack.pop()
+        if type(name) is not str or type(module) is not str:
+            raise pickle.UnpicklingError("STACK_GLOBAL requires str")
+        self.append(self._load.resolve(module, name, self.proto))
+
+    def load_inst(self) -> None:
+        module = self.readline()[:-1].decode("ascii")
+        name = self.readline()[:-1].decode("ascii")
+        cls = self._load.resolve(module, name, self.proto)
+        self._instantiate_marked(cls, self.pop_mark())
+
+    def load_obj(self) -> None:
+        args = self.pop_mark()
+        cls = args.pop(0)
+        self._instantiate_marked(cls, args)
+
+    def _instantiate_marked(self, cls: Any, args: list[Any]) -> None:
+        if args:
+            self.append(self._load.call(cls, tuple(args)))
+        else:
+            self.append(self._load.instantiate(cls, via="OBJ/INST"))
+
+    # -- calls --
+    def load_reduce(self) -> None:
+        stack = self.stack
+        args = stack.pop()
+        stack[-1] = self._load.call(stack[-1], args)
+
+    def load_newobj(self) -> None:
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(self._newobj(cls, args, {}))
+
+    def load_newobj_ex(self) -> None:
+        kwargs = self.stack.pop()
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(self._newobj(cls, args, kwargs))
+
+    def _newobj(self, cls: Any, args: Any, kwargs: Any) -> Any:
+        if isinstance(cls, Name) and cls.trusted:
+            target = cls.target
+            return self._load.fresh(target.__new__(target, *args, **kwargs))
+        if args != () or kwargs != {}:
+            raise Refused(
+                f"the file makes an instance of {_describe(cls)} with constructor arguments "
+                f"{type_name(args)}; model classes are rebuilt from their saved state"
+            )
+        return self._load.instantiate(cls, via="NEWOBJ")
+
+    # -- state --
+    def load_build(self) -> None:
+        saved = self.stack.pop()
+        self.stack[-1] = self._load.set_state(self.stack[-1], saved)
+
+    # -- containers: built-in methods on exact types only --
+    def load_append(self) -> None:
+        value = self.stack.pop()
+        target = self.stack[-1]
+        if type(target) not in _LIST_TYPES:
+            raise Refused(f"the file appends to {_describe(target)}")
+        self._charge(_SLOT, "a list")
+        list.append(target, value)
+
+    def load_appends(self) -> None:
+        items = self.pop_mark()
+        target = self.stack[-1]
+        if type(target) not in _LIST_TYPES:
+            raise Refused(f"the file appends to {_describe(target)}")
+        self._charge(_SLOT * len(items), "a list")
+        list.extend(target, items)
+
+    def load_setitem(self) -> None:
+        value = self.stack.pop()
+        key = self.stack.pop()
+        self._set_items(self.stack[-1], [key, value])
+
+    def load_setitems(self) -> None:
+        items = self.pop_mark()
+        self._set_items(self.stack[-1], items)
+
+    def _set_items(self, target: Any, items: list[Any]) -> None:
+        kind = type(target)
+        if kind not in _DICT_TYPES:
+            raise Refused(f"the file sets items on {_describe(target)}")
+        self._charge(_SLOT * len(items), "a dict")
+        bunch = kind is standins.LoadedBunch
+        setitem = dict.__setitem__ if bunch else kind.__setitem__
+        for i in range(0, len(items), 2):
+            key = items[i]
+            if type(key) is not str and not _key(key):
+                raise Refused(f"the file uses {_describe(key)} as a dictionary key")
+            if bunch and type(key) is str and key.startswith("__") and key.endswith("__"):
+                raise Refused(f"the file sets {key} on a Bunch, which no model does")
+            setitem(target, key, items[i + 1])
+
+    def load_additems(self) -> None:
+        items = self.pop_mark()
+        target = self.stack[-1]
+        if type(target) is not set:
+            raise Refused(f"the file adds items to {_describe(target)}")
+        if not all(_key(i) for i in items):
+            raise Refused("the file puts something other than plain values in a set")
+        self._charge(_SLOT * 2 * len(items), "a set")
+        set.update(target, items)
+
+    def load_dict(self) -> None:
+        items = self.pop_mark()
+        self.append({})
+        self._set_items(self.stack[-1], items)
+
+    def load_frozenset(self) -> None:
+        items = self.pop_mark()
+        if not all(_key(i) for i in items):
+            raise Refused("the file puts something other than plain values in a frozenset")
+        self._charge(_CONTAINER + _SLOT * 2 * len(items), "a frozenset")
+        self.append(self._load.nested(frozenset(items), items))
+
+    def load_list(self) -> None:
+        items = self.pop_mark()
+        self._charge(_CONTAINER + _SLOT * len(items), "a list")
+        self.append(items)
+
+    def load_tuple(self) -> None:
+        items = self.pop_mark()
+        self._charge(_CONTAINER + 8 * len(items), "a tuple")
+        self.append(self._load.nested(tuple(items), items))
+
+    def load_tuple1(self) -> None:
+        self.stack[-1] = self._load.nested((self.stack[-1],), self.stack[-1:])
+
+    def load_tuple2(self) -> None:
+        items = [self.stack.pop()]
+        items.insert(0, self.stack.pop())
+        self.append(self._load.nested(tuple(items), items))
+
+    def load_tuple3(self) -> None:
+        items = self.stack[-3:]
+        del self.stack[-3:]
+        self.append(self._load.nested(tuple(items), items))
+
+    def load_empty_dictionary(self) -> None:
+        self._charge(_CONTAINER, "a dict")
+        self.append({})
+
+    def load_empty_list(self) -> None:
+        self._charge(_CONTAINER, "a list")
+        self.append([])
+
+    def load_empty_set(self) -> None:
+        self._charge(_CONTAINER, "a set")
+        self.append(set())
+
+    # -- what a model file never needs --
+    def load_persid(self) -> None:
+        raise Refused("the file uses persistent ids (PERSID), which model files never need")
+
+    def load_ext(self) -> None:
+        raise Refused("the file uses the extension registry (EXT1/2/4), which model files "
+                      "never need")  # fmt: skip
+
+    def load_stop(self) -> None:
+        root = self.stack.pop()
+        if isinstance(root, (Name, ArraySpec)):
+            raise Refused(f"the file's whole content is {_describe(root)}")
+        raise pickle._Stop(root)  # type: ignore[attr-defined]
+
+    for _opcode, _method in (
+        (pickle.GLOBAL, load_global), (pickle.STACK_GLOBAL, load_stack_global),
+        (pickle.INST, load_inst), (pickle.OBJ, load_obj), (pickle.REDUCE, load_reduce),
+        (pickle.NEWOBJ, load_newobj), (pickle.NEWOBJ_EX, load_newobj_ex),
+        (pickle.BUILD, load_build), (pickle.APPEND, load_append),
+        (pickle.APPENDS, load_appends), (pickle.SETITEM, load_setitem),
+        (pickle.SETITEMS, load_setitems), (pickle.ADDITEMS, load_additems),
+        (pickle.DICT, load_dict), (pickle.FROZENSET, load_frozenset), (pickle.LIST, load_list),
+        (pickle.TUPLE, load_tuple), (pickle.TUPLE1, load_tuple1), (pickle.TUPLE2, load_tuple2),
+        (pickle.TUPLE3, load_tuple3), (pickle.EMPTY_DICT, load_empty_dictionary),
+        (pickle.EMPTY_LIST, load_empty_list), (pickle.EMPTY_SET, load_empty_set),
+        (pickle.PERSID, load_persid), (pickle.BINPERSID, load_persid),
+        (pickle.EXT1, load_ext), (pickle.EXT2, load_ext), (pickle.EXT4, load_ext),
+        (pickle.STOP, load_stop),
+    ):  # fmt: skip
+        dispatch[_opcode[0]] = _method
+    del _opcode, _method
+
+
+def _key(value: Any) -> bool:
+    """Dict keys and set members: plain values, so hashing them runs no code of the file's."""
+    if type(value) in (str, int, float, bool, bytes, type(None), complex) or isinstance(
+        value, np.generic
+    ):
+        return True
+    return type(value) in (tuple, frozenset) and all(_key(v) for v in value)
+
+
+# Opcodes kept from Python's unpickler: they push plain values or move them between the stack
+# and the memo, and none of them looks up or calls anything (a test holds the list complete).
+PURE_OPCODES = frozenset(
+    op.name for op in pickletools.opcodes
+    if op.name not in {
+        "GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD",
+        "APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "DICT", "FROZENSET", "LIST",
+        "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "EMPTY_DICT", "EMPTY_LIST", "EMPTY_SET",
+        "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4", "STOP",
+    }
+)  # fmt: skip
+
+
+def walk(root: Any, limit: int) -> None:
+    """Refuse a finished graph that still holds a token or nests deeper than ``MAX_DEPTH``.
+
+    Iterative, so a deep graph cannot overflow the stack here; ``limit`` caps the objects
+    visited (the meter has already bounded how many there can be).
+    """
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(root, 0)]
+    while stack:
+        obj, depth = stack.pop()
+        kind = type(obj)
+        if kind in _ATOMS or (kind is np.ndarray and not obj.dtype.hasobject):
+            continue
+        if kind is Name or kind is ArraySpec:
+            raise Refused(f"the file stores {_describe(obj)} inside the model as data")
+        if id(obj) in seen or isinstance(obj, (np.generic, np.dtype, type)):
+            continue
+        if depth > MAX_DEPTH:
+            raise Refused(f"the file nests objects more than {MAX_DEPTH} deep")
+        seen.add(id(obj))
+        if len(seen) > limit:
+            raise Refused("the file holds more objects than its size allows")
+        depth += 1
+        if kind is dict or isinstance(obj, dict):
+            stack.extend((child, depth) for child in obj.values())
+        elif kind in (list, tuple, set, frozenset) or isinstance(obj, (list, tuple, set)):
+            stack.extend((child, depth) for child in obj)
+        elif isinstance(obj, np.ndarray):
+            stack.extend((child, depth) for child in obj.ravel().tolist())
+        elif kind is functools.partial:
+            stack.extend(((obj.args, depth), (obj.keywords, depth)))
+        try:
+            attributes = object.__getattribute__(obj, "__dict__")
+        except AttributeError:
+            continue
+        if type(attributes) is dict:
+            stack.extend((value, depth) for value in attributes.values())
+
+
+_ATOMS = frozenset({str, bytes, bytearray, int, float, complex, bool, type(None)})
+
+
+def unpickle(handle: BinaryIO, meter: Meter, trust: Callable[[str, str], Any],
+             trusts_any: bool) -> tuple[Any, Load]:  # fmt: skip
+    """Read one pickle (joblib's or plain) from ``handle``; return the object and its load."""
+    load = Load(MeteredReader(handle, meter), trust, trusts_any)
+    root = RestrictedUnpickler(load).load()
+    state.check_links(load.links, load)
+    walk(root, limit=max(meter.limit // _CONTAINER, 1))
+    return root, load
