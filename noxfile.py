@@ -48,6 +48,7 @@ def bench(session: nox.Session) -> None:
         "--plot", f"{tmp}/families.png",
     )  # fmt: skip
     session.run("python", "examples/bench_runtime.py")
+    session.run("python", "examples/bench_loading.py")
     session.run("python", "examples/bench_scale.py")
     session.run("apo", "convert", "models/")
     session.run("apo", "bench", "models/onnx", "--plot", f"{tmp}/models.png", *session.posargs)

@@ -172,7 +172,7 @@ def _read(
         hint = (
             "if you trust its size, rerun with --max-model-memory (e.g. 8G)"
             if "memory limit" in str(exc)
-            else "re-save the model from its training code; apo loads only rebuildable data"
+            else "do not use this file; if you made it, re-save the fitted model with joblib.dump"
         )
         raise UntrustedModelError(
             f"refused to load: {exc} (nothing from the file was run)", path=path, hint=hint
@@ -203,13 +203,23 @@ def _not_admitted(path: Path, module: str, name: str) -> ModelLoadError:
             path=path,
             hint="load it with the library versions it was saved with and re-save it",
         )
-    library = module.split(".")[0] in _MODEL_LIBRARIES
+    top = module.split(".")[0]
+    if top == "__main__":
+        hint = (
+            f"{name} was defined in the training script itself: move it into an importable "
+            f"module, re-save the model, and trust that module with --trust"
+        )
+    elif top in sys.stdlib_module_names or top in ("__builtin__", "copy_reg"):
+        hint = "model files never need Python's own functions: do not use this file"
+    else:
+        hint = f"if you trust this file and its code, rerun with --trust {dotted}" + (
+            "" if top in _MODEL_LIBRARIES else " and a converter plugin"
+        )
     return UntrustedModelError(
         f"refused to load: the file references {dotted}, which apo's loader does not admit "
         "(nothing from the file was run)",
         path=path,
-        hint=f"if you trust this file and its code, rerun with --trust {dotted}"
-        + ("" if library else " and a converter plugin"),
+        hint=hint,
     )
 
 

@@ -37,6 +37,7 @@ from alphapulse_onnx.loading.roles import Name, Refused, type_name
 MAX_DEPTH = 200
 _CONTAINER = 64  # bytes charged per container made: about an empty dict's size
 _SLOT = 16  # bytes charged per item stored in a container
+_SETTLE = 2**20  # small structures are tallied locally and charged a MiB at a time
 _CHUNK = 16 * 1024 * 1024
 
 
@@ -53,8 +54,8 @@ class Meter:
         self.used += nbytes
         if self.used > self.limit:
             raise Refused(
-                f"the file declares more than {_size(self.limit)} of data ({what} and all before "
-                "it), over the memory limit for this file"
+                f"the file declares more than {_size(self.limit)} of data, the memory limit for "
+                f"this file (reached at {what})"
             )
 
     @property
@@ -262,14 +263,17 @@ class Load(state.LoadContext):
 
     # -- depth of hashable containers --
     def nested(self, container: Any, items: Any) -> Any:
-        if not any(type(i) in _HASHED for i in items):
+        deepest = 0
+        for item in items:  # a plain loop: this runs for every tuple in the file
+            kind = type(item)
+            if kind is tuple or kind is frozenset:
+                known = self.tuple_depth.get(id(item))
+                deepest = max(deepest, known[0] if known else 1)
+        if not deepest:
             return container
-        depth = 1 + max((self.tuple_depth.get(id(i), (1,))[0] for i in items
-                         if type(i) in (tuple, frozenset)), default=0)  # fmt: skip
-        if depth > MAX_DEPTH:
-            raise Refused(f"the file nests tuples more than {MAX_DEPTH} deep")
-        if depth > 1:
-            self.tuple_depth[id(container)] = (depth, container)
+        if deepest + 1 > MAX_DEPTH:
+            raise Refused(f"the file nests tuples or frozensets more than {MAX_DEPTH} deep")
+        self.tuple_depth[id(container)] = (deepest + 1, container)
         return container
 
 
@@ -305,6 +309,7 @@ def _describe(value: Any) -> str:
 
 
 _DICT_TYPES = (dict, OrderedDict, defaultdict, standins.LoadedBunch)
+_BASE: dict[int, Callable[[Any], None]] = pickle._Unpickler.dispatch  # type: ignore[attr-defined]
 _LIST_TYPES = (list, standins.RemainderColsList)
 
 
@@ -314,15 +319,27 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined, misc
     dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
     # The pure-Python unpickler's working state (untyped in typeshed).
     stack: list[Any]
+    metastack: list[list[Any]]
     append: Callable[[Any], None]
     pop_mark: Callable[[], list[Any]]
     readline: Callable[[], bytes]
     proto: int
+    memo: dict[int, Any]
 
     def __init__(self, load: Load) -> None:
         super().__init__(load.stream, fix_imports=True, encoding="latin1")
         self._load = load
         self._charge = load.meter.charge
+        self._held = 0  # small structures (marks, memo slots, empty containers) not yet charged
+
+    def _settle(self) -> None:
+        held, self._held = self._held, 0
+        self._charge(held, "small objects")
+
+    def load(self) -> Any:
+        root = super().load()
+        self._settle()
+        return root
 
     # -- names --
     def load_global(self) -> None:
@@ -377,8 +394,8 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined, misc
             return self._load.fresh(target.__new__(target, *args, **kwargs))
         if args != () or kwargs != {}:
             raise Refused(
-                f"the file makes an instance of {_describe(cls)} with constructor arguments "
-                f"{type_name(args)}; model classes are rebuilt from their saved state"
+                f"the file makes an instance of {_describe(cls)} with constructor arguments; "
+                "model classes are rebuilt from their saved state"
             )
         return self._load.instantiate(cls, via="NEWOBJ")
 
@@ -457,7 +474,9 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined, misc
 
     def load_tuple(self) -> None:
         items = self.pop_mark()
-        self._charge(_CONTAINER + 8 * len(items), "a tuple")
+        self._held += _CONTAINER + 8 * len(items)
+        if self._held > _SETTLE:
+            self._settle()
         self.append(self._load.nested(tuple(items), items))
 
     def load_tuple1(self) -> None:
@@ -474,16 +493,56 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined, misc
         self.append(self._load.nested(tuple(items), items))
 
     def load_empty_dictionary(self) -> None:
-        self._charge(_CONTAINER, "a dict")
+        self._held += _CONTAINER
+        if self._held > _SETTLE:
+            self._settle()
         self.append({})
 
     def load_empty_list(self) -> None:
-        self._charge(_CONTAINER, "a list")
+        self._held += _CONTAINER
+        if self._held > _SETTLE:
+            self._settle()
         self.append([])
 
     def load_empty_set(self) -> None:
-        self._charge(_CONTAINER, "a set")
+        self._held += _CONTAINER
+        if self._held > _SETTLE:
+            self._settle()
         self.append(set())
+
+    # -- bookkeeping that holds memory of its own: a mark is a new list, a memo slot an entry --
+    def load_mark(self) -> None:
+        self._held += _CONTAINER
+        if self._held > _SETTLE:
+            self._settle()
+        self.metastack.append(self.stack)
+        self.stack = []
+        self.append = self.stack.append
+
+    def load_memoize(self) -> None:
+        self._held += _CONTAINER
+        if self._held > _SETTLE:
+            self._settle()
+        memo = self.memo
+        memo[len(memo)] = self.stack[-1]
+
+    def load_put(self) -> None:
+        self._held += _CONTAINER
+        if self._held > _SETTLE:
+            self._settle()
+        _BASE[pickle.PUT[0]](self)
+
+    def load_binput(self) -> None:
+        self._held += _CONTAINER
+        if self._held > _SETTLE:
+            self._settle()
+        _BASE[pickle.BINPUT[0]](self)
+
+    def load_long_binput(self) -> None:
+        self._held += _CONTAINER
+        if self._held > _SETTLE:
+            self._settle()
+        _BASE[pickle.LONG_BINPUT[0]](self)
 
     # -- what a model file never needs --
     def load_persid(self) -> None:
@@ -512,7 +571,9 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined, misc
         (pickle.EMPTY_LIST, load_empty_list), (pickle.EMPTY_SET, load_empty_set),
         (pickle.PERSID, load_persid), (pickle.BINPERSID, load_persid),
         (pickle.EXT1, load_ext), (pickle.EXT2, load_ext), (pickle.EXT4, load_ext),
-        (pickle.STOP, load_stop),
+        (pickle.STOP, load_stop), (pickle.MARK, load_mark), (pickle.MEMOIZE, load_memoize),
+        (pickle.PUT, load_put), (pickle.BINPUT, load_binput),
+        (pickle.LONG_BINPUT, load_long_binput),
     ):  # fmt: skip
         dispatch[_opcode[0]] = _method
     del _opcode, _method
@@ -535,7 +596,8 @@ PURE_OPCODES = frozenset(
         "GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD",
         "APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "DICT", "FROZENSET", "LIST",
         "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "EMPTY_DICT", "EMPTY_LIST", "EMPTY_SET",
-        "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4", "STOP",
+        "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4", "STOP", "MARK", "MEMOIZE", "PUT",
+        "BINPUT", "LONG_BINPUT",
     }
 )  # fmt: skip
 

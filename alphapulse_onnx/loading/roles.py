@@ -348,8 +348,11 @@ def _kinds(args: Iterable[Any]) -> str:
 
 
 def type_name(value: Any) -> str:
+    """How a refusal names a value: a global by its dotted name, anything else by its type."""
     if isinstance(value, Name):
         return value.dotted
+    if not isinstance(value, type) and callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', None) or '?'}.{value.__qualname__}"
     cls = value if isinstance(value, type) else type(value)
     return f"{cls.__module__}.{cls.__qualname__}".removeprefix("builtins.")
 
@@ -730,15 +733,6 @@ def _counter(fn: Any, args: tuple[Any, ...], ctx: Context) -> Any:
     return collections.Counter(counts)
 
 
-def _deque(fn: Any, args: tuple[Any, ...], ctx: Context) -> Any:
-    if not 1 <= len(args) <= 2 or type(args[0]) is not list:
-        raise ctx.refuse(f"deque was given {_kinds(args)}")
-    maxlen = args[1] if len(args) == 2 else None
-    if not (maxlen is None or is_int(maxlen)):
-        raise ctx.refuse("deque was given a maximum length that is not a whole number")
-    return collections.deque(args[0], maxlen)
-
-
 def _partial(fn: Any, args: tuple[Any, ...], ctx: Context) -> Any:
     if len(args) != 1 or not is_inert_callable(args[0]):
         raise ctx.refuse(f"functools.partial was given {_kinds(args)}, not an admitted function")
@@ -824,7 +818,6 @@ RECONSTRUCTORS: dict[str, Reconstructor] = {
     "collections.OrderedDict": Reconstructor(("collections", "OrderedDict"), _ordered_dict),
     "collections.defaultdict": Reconstructor(("collections", "defaultdict"), _defaultdict),
     "collections.Counter": Reconstructor(("collections", "Counter"), _counter),
-    "collections.deque": Reconstructor(("collections", "deque"), _deque),
     "functools.partial": Reconstructor(("functools", "partial"), _partial),
     **{f"datetime.{n}": Reconstructor(("datetime", n), _datetime_like)
        for n in ("datetime", "date", "time")},

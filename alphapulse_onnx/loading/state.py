@@ -418,27 +418,72 @@ def _plain(value: Any, allow: tuple[type, ...] = (), depth: int = 0) -> bool:
     return bool(allow) and isinstance(value, allow)
 
 
+def coo_state(inst: Any, state: Any, ctx: LoadContext) -> None:
+    """scipy's COO matrices read the row/col attributes of older releases into ``coords``."""
+    inst.__setstate__(dict(check_state_dict(inst, state, ctx)))
+
+
 # --- checks of what a composite object holds --------------------------------------------------
 
 
+# Attributes that name a method scikit-learn then looks up and calls on another object.
+_METHOD_NAMES = {
+    "StackingClassifier": "stack_method_",
+    "StackingRegressor": "stack_method_",
+    "FixedThresholdClassifier": "response_method",
+    "TunedThresholdClassifierCV": "response_method",
+}
+_RESPONSE_METHODS = frozenset(
+    {"auto", "predict", "predict_proba", "decision_function", "predict_log_proba"}
+)
+_KERNEL_HOLDERS = ("GaussianProcessRegressor", "GaussianProcessClassifier",
+                   "_BinaryGaussianProcessClassifierLaplace")  # fmt: skip
+
+
 def check_parts(inst: Any, ctx: LoadContext) -> None:
-    """Objects whose methods call what they hold may hold only their own kind."""
-    name = type(inst).__name__
-    module = type(inst).__module__
+    """Objects whose methods call what they hold may hold only what those calls expect.
+
+    Kernels call their sub-kernels, losses their Cython loss and link, stacking and threshold
+    classifiers call a method named in their state: each is held to its own kind here, so a
+    file cannot route those calls anywhere else.
+    """
+    cls = type(inst)
+    name, module = cls.__name__, cls.__module__
+    held = _instance_dict(inst)
     if module == "sklearn.gaussian_process.kernels":
         from sklearn.gaussian_process.kernels import Kernel
 
-        held = _instance_dict(inst)
-        parts = [held.get(k) for k in ("k1", "k2", "kernel") if k in held]
+        parts = [held[k] for k in ("k1", "k2", "kernel") if k in held]
         parts += list(held.get("kernels") or ())
         if not all(isinstance(part, Kernel) for part in parts):
             raise ctx.refuse(f"the file gives the kernel {name} a part that is not a kernel")
+        if name == "PairwiseKernel" and type(held.get("metric", "linear")) is not str:
+            raise ctx.refuse("the file gives a PairwiseKernel a metric that is not a name")
+    elif name in _KERNEL_HOLDERS and module.startswith("sklearn.gaussian_process"):
+        from sklearn.gaussian_process.kernels import Kernel
+
+        for key in ("kernel", "kernel_"):
+            if held.get(key) is not None and not isinstance(held[key], Kernel):
+                raise ctx.refuse(f"the file gives a {name} a {key} that is not a kernel")
+    elif module == "sklearn._loss.loss":
+        from sklearn._loss.link import BaseLink
+
+        closs, link = held.get("closs"), held.get("link")
+        if type(closs).__module__ != "sklearn._loss._loss" or not isinstance(link, BaseLink):
+            raise ctx.refuse(f"the file gives the loss {name} parts that are not losses")
+    elif name in _METHOD_NAMES and module.startswith("sklearn."):
+        value = held.get(_METHOD_NAMES[name])
+        methods = value if type(value) is list else [value]
+        if value is not None and not all(
+            type(m) is str and m in _RESPONSE_METHODS for m in methods
+        ):  # fmt: skip
+            raise ctx.refuse(f"the file makes a {name} call a method other than a prediction")
     elif name == "TreePredictor":
         tree_predictor_parts(inst, ctx)
     elif name == "FrozenModel" and module == "alphapulse_onnx.loading.standins":
         from sklearn.base import BaseEstimator
 
-        if not isinstance(_instance_dict(inst).get("estimator"), BaseEstimator):
+        if not isinstance(held.get("estimator"), BaseEstimator):
             raise ctx.refuse("the file freezes something that is not an estimator")
 
 
@@ -461,7 +506,8 @@ VETTED: dict[str, Setter] = {
     "lightgbm.basic.Booster": lightgbm_booster_state,
     "xgboost.core.Booster": xgboost_booster_state,
     "functools.partial": partial_state,
-    "scipy.sparse._coo._coo_base": plain_state,  # reads old row/col attributes into coords
+    "scipy.sparse._coo._coo_base": coo_state,
+    "scipy.sparse._coo.coo_matrix": coo_state,
     "alphapulse_onnx.loading.standins.LoadedBunch": lambda inst, state, ctx: None,
     "alphapulse_onnx.loading.standins.RemainderColsList": lambda inst, state, ctx: None,
 }
