@@ -506,3 +506,34 @@ def test_predict_fallback_refuses_each_hostile_source(
         _check_line(errors[0], expected)
     assert not marker.exists()
     assert os.environ["APO_REDTEAM_MARKER"] == str(marker)
+
+
+# Classes the previous allowlist admitted by package, whose methods call or forward what they
+# hold: no longer admitted at all (or admitted only as an inert stand-in, tested above).
+FORMER_GADGETS = [
+    "numpy.ma.core._MaskedUnaryOperation",
+    "numpy.ma.core._frommethod",
+    "numpy.lib._arrayterator_impl.Arrayterator",
+    "numpy._core._internal.dummy_ctype",
+    "numpy.lib._function_base_impl.vectorize",
+    "numpy.memmap",
+    "numpy.lib._stride_tricks_impl.DummyArray",
+    "sklearn.utils.deprecation.deprecated",
+    "sklearn.utils._available_if._AvailableIfDescriptor",
+    "sklearn.metrics._dist_metrics.PyFuncDistance64",
+    "scipy.interpolate._bsplines.BSpline",
+    "lightgbm.basic.Dataset",
+    "xgboost.core.DMatrix",
+    "xgboost.tracker.RabitTracker",
+]
+
+
+@pytest.mark.parametrize("dotted", FORMER_GADGETS)
+def test_former_gadget_classes_are_not_admitted(tmp_path: Path, marker: Path, dotted: str) -> None:
+    path = tmp_path / "gadget.pkl"
+    path.write_bytes(Asm().bare(dotted).done())
+    with pytest.raises(ModelLoadError) as info:
+        loading.load(path, POLICY)
+    _check_line(str(info.value), dotted)
+    assert "does not admit" in str(info.value) or "lack" in str(info.value)
+    assert not marker.exists()

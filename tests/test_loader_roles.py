@@ -297,3 +297,24 @@ def test_a_truncated_stream_inside_an_array_is_reported_as_truncated(tmp_path: P
     path.write_bytes(data[: len(data) - 2000])
     with pytest.raises(ModelLoadError, match="truncated"):
         loading.load(path)
+
+
+@pytest.mark.parametrize("kind", ["csr", "coo"])
+def test_sparse_matrices_must_index_inside_their_shape(tmp_path: Path, kind: str) -> None:
+    import scipy.sparse as sp
+
+    matrix = sp.csr_matrix(np.eye(3)) if kind == "csr" else sp.coo_matrix(np.eye(3))
+    model = LogisticRegression().fit(np.eye(3), [0, 1, 1])
+    model.coef_ = matrix  # what LogisticRegression.sparsify() leaves behind
+
+    def outside(saved: dict[str, Any]) -> dict[str, Any]:
+        if kind == "csr":
+            return {**saved, "indices": np.array([0, 1, 99], dtype=np.int32)}
+        return {**saved, "coords": (np.array([0, 1, 99]), np.array([0, 1, 2]))}
+
+    path = _crafted(tmp_path, model, type(matrix), outside)
+    with pytest.raises(UntrustedModelError, match="indices outside it"):
+        loading.load(path)
+    good = tmp_path / "good.pkl"
+    good.write_bytes(pickle.dumps(model))
+    assert (loading.load(good).estimator.coef_ != matrix).nnz == 0

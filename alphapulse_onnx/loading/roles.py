@@ -213,7 +213,6 @@ MODEL_HELPERS: dict[str, frozenset[str]] = {
     "scipy.sparse._csc": frozenset({"csc_matrix", "csc_array"}),
     "scipy.sparse._coo": frozenset({"coo_matrix", "coo_array"}),
     "scipy.sparse._bsr": frozenset({"bsr_matrix", "bsr_array"}),
-    "scipy.sparse._dia": frozenset({"dia_matrix", "dia_array"}),
     "lightgbm.sklearn": frozenset({"LGBMClassifier", "LGBMModel", "LGBMRanker",
                                    "LGBMRegressor"}),
     "lightgbm.basic": frozenset({"Booster"}),  # rebuilt from its model text, never from a path

@@ -421,6 +421,22 @@ def _plain(value: Any, allow: tuple[type, ...] = (), depth: int = 0) -> bool:
 def coo_state(inst: Any, state: Any, ctx: LoadContext) -> None:
     """scipy's COO matrices read the row/col attributes of older releases into ``coords``."""
     inst.__setstate__(dict(check_state_dict(inst, state, ctx)))
+    check_parts(inst, ctx)
+
+
+def _sparse_parts(inst: Any, ctx: LoadContext) -> None:
+    """scipy's own format checks: every stored index inside the matrix's shape (its kernels
+    index memory with them unchecked)."""
+    shape = _instance_dict(inst).get("_shape")
+    if not (type(shape) is tuple and len(shape) == 2 and all(is_int(d) and d >= 0 for d in shape)):
+        raise ctx.refuse(f"the file gives a {type_name(inst)} a malformed shape")
+    try:
+        if hasattr(inst, "check_format"):
+            inst.check_format(full_check=True)
+        else:
+            inst._check()
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise ctx.refuse(f"the file gives a {type_name(inst)} indices outside it ({exc})") from None
 
 
 # --- checks of what a composite object holds --------------------------------------------------
@@ -478,6 +494,8 @@ def check_parts(inst: Any, ctx: LoadContext) -> None:
             type(m) is str and m in _RESPONSE_METHODS for m in methods
         ):  # fmt: skip
             raise ctx.refuse(f"the file makes a {name} call a method other than a prediction")
+    elif module.startswith("scipy.sparse."):
+        _sparse_parts(inst, ctx)
     elif name == "TreePredictor":
         tree_predictor_parts(inst, ctx)
     elif name == "FrozenModel" and module == "alphapulse_onnx.loading.standins":
