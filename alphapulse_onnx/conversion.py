@@ -24,7 +24,7 @@ import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 from packaging.version import Version
 
-from alphapulse_onnx.errors import ConversionError, UnsupportedModelError
+from alphapulse_onnx.errors import ConversionError, UnsupportedModelError, first_line
 from alphapulse_onnx.signature import DType, InputSignature, TensorSpec, final_estimator
 
 Precision = Literal["float32", "float64"]
@@ -211,18 +211,13 @@ def _translate_errors(model: Any) -> Iterator[None]:
     except NotImplementedError as exc:
         raise UnsupportedModelError(
             f"{type(model).__name__}: skl2onnx cannot convert this configuration: "
-            f"{_first_line(exc)}",
+            f"{first_line(exc)}",
             hint=CUSTOM_CONVERTER_HINT,
         ) from exc
     except Exception as exc:  # converter bugs surface as bare ValueError/RuntimeError/TypeError
         raise ConversionError(
-            f"{type(model).__name__}: conversion failed: {type(exc).__name__}: {_first_line(exc)}"
+            f"{type(model).__name__}: conversion failed: {type(exc).__name__}: {first_line(exc)}"
         ) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
 
 
 def _unsupported_type(message: str) -> str | None:

@@ -23,7 +23,7 @@ from typing import IO, Any, Protocol
 
 import numpy as np
 
-from alphapulse_onnx.errors import DataFileError
+from alphapulse_onnx.errors import DataFileError, first_line
 
 
 def _looks_like_header(cells: list[str]) -> bool:
@@ -322,7 +322,7 @@ class NpyReader:
             self._array = np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as exc:
             raise DataFileError(
-                f"not a readable .npy file ({_first_line(exc)})", path=path
+                f"not a readable .npy file ({first_line(exc)})", path=path
             ) from None
         except OSError as exc:
             raise DataFileError(f"cannot read: {exc.strerror or exc}", path=path) from None
@@ -352,7 +352,7 @@ class ParquetReader:
             self._file = pa.parquet.ParquetFile(path)
         except (OSError, pa.ArrowException) as exc:
             raise DataFileError(
-                f"not a readable Parquet file ({_first_line(exc)})", path=path
+                f"not a readable Parquet file ({first_line(exc)})", path=path
             ) from None
         self.total_rows: int | None = int(self._file.metadata.num_rows)
         self._chunk_size = chunk_size
@@ -363,11 +363,6 @@ class ParquetReader:
             frame = batch.to_pandas()
             yield Chunk(frame, first)
             first += len(frame)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 @contextlib.contextmanager

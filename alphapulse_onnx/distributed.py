@@ -39,13 +39,13 @@ from typing import Any
 import numpy as np
 
 from alphapulse_onnx import manifest as manifest_io
-from alphapulse_onnx._fsutil import atomic_write_bytes, atomic_write_text, sha256_file
+from alphapulse_onnx._fsutil import atomic_write_bytes, atomic_write_text
 from alphapulse_onnx.errors import (
     ApoError,
     DataFileError,
     InputError,
     InvalidInputError,
-    TamperError,
+    first_line,
 )
 
 INSTALL_HINT = "pip install 'alphapulse-onnx[dask]'"
@@ -268,13 +268,8 @@ def _read(source: str) -> Any:
         return dd.read_parquet(str(path) if path.is_dir() else files)
     except (OSError, ValueError) as exc:
         raise DataFileError(
-            f"cannot read it as a dataset: {_first_line(exc)}", path=source
+            f"cannot read it as a dataset: {first_line(exc)}", path=source
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def _prepare_output(output_dir: Path) -> None:
@@ -315,7 +310,7 @@ def _client(scheduler: str | None, n_workers: int | None) -> Iterator[tuple[Any,
             client = Client(scheduler, timeout="20s")  # type: ignore[no-untyped-call]
         except (OSError, TimeoutError) as exc:
             raise InputError(
-                f"cannot reach the Dask scheduler at {scheduler}: {_first_line(exc)}",
+                f"cannot reach the Dask scheduler at {scheduler}: {first_line(exc)}",
                 hint="check --scheduler (tcp://HOST:8786), or leave it out for a local cluster",
             ) from None
         with client:
@@ -372,13 +367,7 @@ def score_dataset(
             f"model {entry.name!r} has no ONNX artifact ({entry.error or 'conversion failed'})",
             hint="fix it and rerun `apo convert`, or use --engine local (scikit-learn fallback)",
         )
-    artifact = manifest_file.parent / entry.artifact.path
-    if not artifact.is_file() or sha256_file(artifact) != entry.artifact.sha256:
-        raise TamperError(
-            "the artifact is missing or no longer matches the manifest's sha256",
-            path=artifact,
-            hint="rerun `apo convert`",
-        )
+    manifest_io.verify(entry, manifest_file.parent).raise_if_tampered(path=manifest_file)
     classifier = entry.task == "classification"
     want_proba = proba and classifier and entry.has_proba is not False
     names = tuple(name for name, _ in output_schema(model, want_proba))
@@ -442,7 +431,7 @@ def score_dataset(
             raise
         except Exception as exc:
             raise ApoError(
-                f"scoring on Dask failed: {type(exc).__name__}: {_first_line(exc)}",
+                f"scoring on Dask failed: {type(exc).__name__}: {first_line(exc)}",
                 path=str(input),
             ) from exc
         finally:

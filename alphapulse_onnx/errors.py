@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from enum import IntEnum
 from pathlib import Path
 from typing import ClassVar
@@ -101,3 +102,30 @@ class ProviderError(ApoError):
 
 class LockError(InputError):
     """Another apo process holds the output folder."""
+
+
+def first_line(value: object, limit: int = 200) -> str:
+    """The first line of an exception's (or any value's) text, shortened; its type if empty."""
+    lines = str(value).strip().splitlines()
+    return (lines[0] if lines else type(value).__name__)[:limit]
+
+
+def described(exc: BaseException, limit: int = 200) -> str:
+    """``Type: first line`` for an exception apo did not raise itself."""
+    return (
+        f"{type(exc).__name__}: {first_line(exc, limit)}"
+        if str(exc).strip()
+        else (type(exc).__name__)
+    )
+
+
+def failure_line(subject: str | None, exc: BaseException, *, stage: str) -> str:
+    """The one line a model that failed shows: apo's own error as it reads (prefixed with
+    ``subject``, the model, when it names no file), anything else as an internal error at
+    ``stage`` and where it was raised (a bug in apo or a library; ``--debug`` shows more)."""
+    prefix = f"{subject}: " if subject else ""
+    if isinstance(exc, ApoError):
+        return str(exc) if exc.path else f"{prefix}{exc}"
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    at = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{prefix}internal error during {stage}: {described(exc)}{at}"

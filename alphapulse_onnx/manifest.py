@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from alphapulse_onnx import __version__
-from alphapulse_onnx._fsutil import atomic_write_text
-from alphapulse_onnx.errors import ManifestError
+from alphapulse_onnx._fsutil import atomic_write_text, sha256_bytes, sha256_file
+from alphapulse_onnx.errors import ManifestError, TamperError
 from alphapulse_onnx.parity import ParityReport, Tolerance
 from alphapulse_onnx.signature import TensorSpec
 
@@ -176,6 +176,69 @@ class Manifest:
 
     def replace_entry(self, new: ManifestEntry) -> Manifest:
         return replace(self, models=tuple(new if e.name == new.name else e for e in self.models))
+
+
+ArtifactState = Literal["ok", "missing", "changed"]
+SourceState = Literal["ok", "missing", "stale"]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """One model's files against the sha256 the manifest recorded for each: the tamper check
+    that convert, validate, bench, the runtime and the Dask engine all use."""
+
+    artifact: ArtifactState | None  # None: the entry lists no artifact
+    source: SourceState | None  # None: not asked for
+    artifact_bytes: bytes | None  # the artifact as read (when it could be), hashed once
+    problems: tuple[str, ...] = ()  # one line each, naming the file and what to do
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+    def raise_if_tampered(self, path: Path | str | None = None) -> None:
+        if self.problems:
+            raise TamperError(self.problems[0], path=path)
+
+
+def verify(
+    entry: ManifestEntry, manifest_dir: Path, source_dir: Path | None = None
+) -> Verification:
+    """Hash the entry's artifact (in ``manifest_dir``) and, given ``source_dir``, its source."""
+    problems: list[str] = []
+    artifact_state: ArtifactState | None = None
+    data = None
+    if entry.artifact is not None:
+        rel = entry.artifact.path
+        try:
+            data = (manifest_dir / rel).read_bytes()
+        except FileNotFoundError:
+            artifact_state = "missing"
+            problems.append(f"artifact {rel} is missing")
+        except OSError as exc:
+            artifact_state = "missing"
+            problems.append(f"artifact {rel} cannot be read: {exc.strerror}")
+        else:
+            artifact_state = "ok" if sha256_bytes(data) == entry.artifact.sha256 else "changed"
+            if artifact_state == "changed":
+                problems.append(
+                    f"artifact {rel} changed since conversion (sha256 mismatch): "
+                    "rerun `apo convert`"
+                )
+    source_state: SourceState | None = None
+    if source_dir is not None:
+        rel = entry.source.path
+        try:
+            source_state = "ok" if sha256_file(source_dir / rel) == entry.source.sha256 else "stale"
+        except FileNotFoundError:
+            source_state = "missing"
+            problems.append(f"source model {rel} is missing from {source_dir}")
+        except OSError as exc:
+            source_state = "missing"
+            problems.append(f"source model {rel} cannot be read: {exc.strerror}")
+        if source_state == "stale":
+            problems.append(f"stale: source {rel} changed since conversion; rerun `apo convert`")
+    return Verification(artifact_state, source_state, data, tuple(problems))
 
 
 def registry_dir(manifest_path: Path, manifest: Manifest) -> Path:

@@ -22,7 +22,6 @@ import numpy as np
 
 from alphapulse_onnx import manifest as manifest_io
 from alphapulse_onnx import runtime
-from alphapulse_onnx._fsutil import sha256_bytes
 from alphapulse_onnx.errors import (
     ApoError,
     InputError,
@@ -30,6 +29,7 @@ from alphapulse_onnx.errors import (
     ModelLoadError,
     ProviderError,
     UnknownModelError,
+    first_line,
 )
 from alphapulse_onnx.feeds import FeedBuilder
 from alphapulse_onnx.loading import DEFAULT_POLICY, TrustPolicy
@@ -111,7 +111,7 @@ class _OrtEngine:
 
 def _ort_failure(exc: Exception, model: str) -> ApoError:
     """onnxruntime errors as apo errors: bad arguments are the caller's input, the rest ours."""
-    detail = _first_line(exc)
+    detail = first_line(exc)
     if type(exc).__name__ == "InvalidArgument":
         return InvalidInputError(f"model {model!r}: onnxruntime refused the rows: {detail}")
     return ApoError(f"model {model!r}: onnxruntime failed: {detail}")
@@ -317,7 +317,7 @@ class Model:
             try:
                 session = self._registry.session_for(self.name, data, entry)
             except Exception as exc:
-                reason = f"onnxruntime cannot load the artifact ({_first_line(exc)})"
+                reason = f"onnxruntime cannot load the artifact ({first_line(exc)})"
             else:
                 return _OrtEngine(session, builder, entry, self._classes)
         assert reason is not None
@@ -327,7 +327,7 @@ class Model:
         """Why the artifact cannot serve, or its verified bytes."""
         entry = self.entry
         if not entry.ok:
-            detail = _first_line(entry.error) if entry.error else "unknown error"
+            detail = first_line(entry.error) if entry.error else "unknown error"
             return f"its conversion failed at {entry.stage or '?'} ({detail})", None
         if entry.artifact is None:
             return "the manifest lists no artifact for it", None
@@ -337,16 +337,10 @@ class Model:
             return "onnxruntime is not installed", None
         if not self._registry.providers:
             return "no onnxruntime execution provider runs here", None
-        path = self._registry.manifest_dir / entry.artifact.path
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return f"its artifact {path} is missing", None
-        except OSError as exc:
-            return f"its artifact {path} cannot be read ({exc.strerror})", None
-        if sha256_bytes(data) != entry.artifact.sha256:
-            return f"its artifact {path} no longer matches the manifest's sha256", None
-        return None, data
+        files = manifest_io.verify(entry, self._registry.manifest_dir)
+        if not files.intact:
+            return f"its {files.problems[0]}", None
+        return None, files.artifact_bytes
 
     def _sklearn_engine(self, reason: str) -> _SklearnEngine:
         from alphapulse_onnx import loading
@@ -381,11 +375,6 @@ class Model:
         builder = FeedBuilder(inputs, names, model=self.name)
         logger.warning("model %r: serving with scikit-learn because %s", self.name, reason)
         return _SklearnEngine(estimator, builder, reason)
-
-
-def _first_line(value: object) -> str:
-    lines = str(value).strip().splitlines()
-    return (lines[0] if lines else type(value).__name__)[:200]
 
 
 class Registry:

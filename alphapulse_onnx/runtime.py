@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from alphapulse_onnx.errors import first_line
+
 try:  # onnxruntime is a dependency, but a broken or absent install must leave the fallback working
     import onnxruntime as ort
 except ImportError:  # pragma: no cover - exercised by the Registry fallback tests in a subprocess
@@ -137,7 +139,7 @@ def probe_provider(name: str) -> ProviderStatus:
             used = session.get_providers()
             result = session.run(None, {"x": np.ones((1, 4), dtype=np.float32)})[0]
     except Exception as exc:
-        return ProviderStatus(name, listed=True, runs=False, reason=_first_line(exc))
+        return ProviderStatus(name, listed=True, runs=False, reason=first_line(exc))
     if name not in used:
         return ProviderStatus(
             name, listed=True, runs=False,
@@ -149,11 +151,6 @@ def probe_provider(name: str) -> ProviderStatus:
             name, listed=True, runs=False, reason="ran, but computed wrong values"
         )
     return ProviderStatus(name, listed=True, runs=True, device=_device_name(name))
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def _device_name(provider: str) -> str | None:

@@ -28,6 +28,7 @@ import onnx
 from onnx import TensorProto
 
 from alphapulse_onnx import parity
+from alphapulse_onnx.errors import first_line
 from alphapulse_onnx.parity import ParityReport, Tolerance
 from alphapulse_onnx.signature import InputSignature
 
@@ -167,7 +168,7 @@ def build_fp16(onnx_bytes: bytes) -> Built:
             0,
             (),
             tuple(ml_ops),
-            f"FP16 conversion failed: {_first_line(exc)}",
+            f"FP16 conversion failed: {first_line(exc)}",
             tool,
         )
     types = _elem_types(converted)
@@ -245,7 +246,7 @@ def build_int8(onnx_bytes: bytes) -> Built:
                 0,
                 (),
                 (),
-                f"dynamic quantization failed: {_first_line(exc)}",
+                f"dynamic quantization failed: {first_line(exc)}",
                 "onnxruntime.quantization",
             )
     remaining = {n.name for n in quantized.graph.node}
@@ -347,8 +348,3 @@ def _quiet_logging() -> Iterator[None]:
         yield
     finally:
         root.setLevel(level)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]

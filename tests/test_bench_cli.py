@@ -225,7 +225,7 @@ def test_a_tampered_artifact_fails_that_model_only(out: Path) -> None:
     assert report is not None
     by_name = {m["name"]: m for m in report["models"]}
     assert by_name["iris_rf"]["status"] == "failed"
-    assert "hash" in by_name["iris_rf"]["error"]
+    assert "iris_rf.onnx changed since conversion (sha256 mismatch)" in by_name["iris_rf"]["error"]
     assert by_name["cancer_logreg"]["status"] == "ok"
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import platform
 import sys
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -36,8 +35,8 @@ from alphapulse_onnx import (
     variants,
 )
 from alphapulse_onnx import manifest as manifest_io
-from alphapulse_onnx._fsutil import atomic_write_bytes, sha256_bytes, sha256_file
-from alphapulse_onnx.errors import ApoError, InputError, ProviderError, TamperError
+from alphapulse_onnx._fsutil import atomic_write_bytes, sha256_bytes
+from alphapulse_onnx.errors import InputError, ProviderError, failure_line, first_line
 from alphapulse_onnx.lock import OutputLock
 from alphapulse_onnx.manifest import Manifest, ManifestEntry
 from alphapulse_onnx.runtime import SessionSettings
@@ -280,29 +279,12 @@ def _load(entry: ManifestEntry, manifest: Manifest, options: BenchOptions) -> _C
             f"(this one takes {len(entry.inputs)} inputs: {kinds})"
         )
     artifact_path = path.parent / entry.artifact.path
-    try:
-        onnx_bytes = artifact_path.read_bytes()
-    except OSError as exc:
-        raise InputError(
-            f"cannot read the artifact: {exc.strerror}",
-            path=artifact_path,
-            hint="rerun `apo convert`",
-        ) from None
-    if sha256_bytes(onnx_bytes) != entry.artifact.sha256:
-        raise TamperError(
-            "artifact differs from the manifest's hash",
-            path=artifact_path,
-            hint="rerun `apo convert` (or `apo validate`)",
-        )
-    source = manifest_io.registry_dir(path, manifest) / entry.source.path
-    if not source.is_file():
-        raise InputError("source model not found (scikit-learn is the baseline)", path=source)
-    if sha256_file(source) != entry.source.sha256:
-        raise TamperError(
-            "source model changed since `apo convert`",
-            path=source,
-            hint="rerun `apo convert` so the artifact matches it",
-        )
+    registry = manifest_io.registry_dir(path, manifest)
+    source = registry / entry.source.path
+    files = manifest_io.verify(entry, path.parent, registry)
+    files.raise_if_tampered(path=path)
+    assert files.artifact_bytes is not None
+    onnx_bytes = files.artifact_bytes
     loaded = loading.load(source, options.policy)
     signature = infer(loaded.estimator)
     probe = probing.generate(
@@ -460,8 +442,9 @@ def _variant(
     try:
         checked = _variant_parity(ctx, built.onnx_bytes, provider)
     except Exception as exc:
-        line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        return report("unavailable", f"{built.note}; does not run on {provider}: {line}"), None
+        return report(
+            "unavailable", f"{built.note}; does not run on {provider}: {first_line(exc)}"
+        ), None
     if not checked.passed:
         note = (
             f"{built.note}; rejected: {checked.reason} (tolerance: proba atol "
@@ -583,13 +566,7 @@ def gate(models: tuple[ModelBench, ...], threshold: float | None) -> tuple[GateF
 
 
 def _failure(entry: ManifestEntry, exc: BaseException) -> ModelBench:
-    if isinstance(exc, ApoError):
-        message = str(exc) if exc.path else f"{entry.name}: {exc}"
-    else:
-        line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        at = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
-        message = f"{entry.name}: internal error: {type(exc).__name__}: {line}{at}"
+    message = failure_line(entry.name, exc, stage="the bench")
     return ModelBench(entry.name, "failed", error=message, estimator=entry.source.estimator)
 
 

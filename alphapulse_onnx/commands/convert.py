@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import time
-import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,7 +33,7 @@ from alphapulse_onnx import (
 )
 from alphapulse_onnx import manifest as manifest_io
 from alphapulse_onnx._fsutil import atomic_write_bytes, sha256_bytes, sha256_file
-from alphapulse_onnx.errors import ApoError, InputError
+from alphapulse_onnx.errors import ApoError, InputError, failure_line
 from alphapulse_onnx.lock import OutputLock
 from alphapulse_onnx.manifest import ArtifactInfo, Manifest, ManifestEntry, SourceInfo
 from alphapulse_onnx.signature import infer
@@ -221,14 +220,8 @@ def convert_one(job: _Job, previous: ManifestEntry | None = None) -> ManifestEnt
                                    probe_rows=options.probe_rows)  # fmt: skip
         stage = "convert"
         entry_fields = _compile_and_check(loaded, signature, probe, job, started)
-    except ApoError as exc:
-        message = str(exc) if exc.path else f"{ref.rel}: {exc}"
-        return _failed(ref, source, stage, message)
-    except Exception as exc:  # a library bug must fail this model only, and say so plainly
-        line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        return _failed(ref, source, stage,
-                       f"{ref.rel}: internal error during {stage}: {type(exc).__name__}: {line}",
-                       warnings=(traceback.format_exc(limit=3).splitlines()[-1],))  # fmt: skip
+    except Exception as exc:  # one model's failure (or a library bug) fails this model only
+        return _failed(ref, source, stage, failure_line(ref.rel, exc, stage=stage))
     status, fields = entry_fields
     warnings = tuple(loaded.warnings) + tuple(fields.pop("warnings", ()))
     if status == "failed":

@@ -19,8 +19,7 @@ import numpy as np
 
 from alphapulse_onnx import checking, conversion, datafiles, loading, probing, runtime
 from alphapulse_onnx import manifest as manifest_io
-from alphapulse_onnx._fsutil import sha256_bytes, sha256_file
-from alphapulse_onnx.errors import ApoError, InputError
+from alphapulse_onnx.errors import InputError, failure_line
 from alphapulse_onnx.lock import OutputLock
 from alphapulse_onnx.manifest import Manifest, ManifestEntry
 from alphapulse_onnx.parity import ParityReport
@@ -119,24 +118,11 @@ def check_entry(entry: ManifestEntry, out_dir: Path, registry: Path, options: Va
         stage = f" at {entry.stage}" if entry.stage else ""
         reason = f"conversion failed{stage}: {entry.error or 'no artifact'}"
         return ModelCheck(name, SKIPPED, SKIPPED, SKIPPED, SKIPPED, reasons=(reason,))
-    reasons: list[str] = []
-
-    artifact_state, data = OK, None
-    artifact_path = out_dir / entry.artifact.path
-    try:
-        data = artifact_path.read_bytes()
-    except FileNotFoundError:
-        artifact_state = "missing"
-        reasons.append(f"artifact {entry.artifact.path} is missing")
-    except OSError as exc:
-        artifact_state = "missing"
-        reasons.append(f"artifact {entry.artifact.path} cannot be read: {exc.strerror}")
-    if data is not None and sha256_bytes(data) != entry.artifact.sha256:
-        artifact_state = "changed"
-        reasons.append(
-            f"artifact {entry.artifact.path} changed since conversion (sha256 mismatch): "
-            "rerun `apo convert`"
-        )
+    files = manifest_io.verify(entry, out_dir, registry)
+    reasons = list(files.problems)
+    data = files.artifact_bytes
+    artifact_state, source_state = files.artifact or OK, files.source or OK
+    source_path = registry / entry.source.path
 
     checker_state = SKIPPED
     if data is not None:
@@ -145,21 +131,6 @@ def check_entry(entry: ManifestEntry, out_dir: Path, registry: Path, options: Va
         if problem is not None:
             reasons.append(f"onnx.checker rejects the artifact: {problem}")
 
-    source_state = OK
-    source_path = registry / entry.source.path
-    try:
-        if sha256_file(source_path) != entry.source.sha256:
-            source_state = "stale"
-            reasons.append(
-                f"stale: source {entry.source.path} changed since conversion; rerun `apo convert`"
-            )
-    except FileNotFoundError:
-        source_state = "missing"
-        reasons.append(f"source model {entry.source.path} is missing from {registry}")
-    except OSError as exc:
-        source_state = "missing"
-        reasons.append(f"source model {entry.source.path} cannot be read: {exc.strerror}")
-
     parity_state, report = SKIPPED, None
     providers: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -167,13 +138,9 @@ def check_entry(entry: ManifestEntry, out_dir: Path, registry: Path, options: Va
         try:
             report, providers, notes = _parity(entry, data, source_path, registry, options, sample,
                                         runnable)  # fmt: skip
-        except ApoError as exc:
+        except Exception as exc:  # one model's failure (or a library bug) fails this model only
             parity_state = "failed"
-            reasons.append(exc.message if exc.path is None else str(exc))
-        except Exception as exc:  # a library bug fails this model only, and says so plainly
-            line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-            parity_state = "failed"
-            reasons.append(f"internal error during the parity check: {type(exc).__name__}: {line}")
+            reasons.append(failure_line(None, exc, stage="the parity check"))
         else:
             parity_state = OK if report.passed else "failed"
             if not report.passed:
