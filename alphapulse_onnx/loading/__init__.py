@@ -34,7 +34,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from alphapulse_onnx.errors import ModelLoadError, UntrustedModelError
 from alphapulse_onnx.loading import machine, roles, upgrades
-from alphapulse_onnx.loading.roles import SAFE_UFUNCS, Name, Refused
+from alphapulse_onnx.loading.budget import Meter
+from alphapulse_onnx.loading.checks import Name, Refused
+from alphapulse_onnx.loading.inert import SAFE_UFUNCS
 
 ModelFormat = Literal["joblib", "pickle", "skops"]
 MODEL_SUFFIXES: dict[str, ModelFormat] = {
@@ -242,7 +244,7 @@ def _missing_here(module: str, name: str) -> bool:
 
 
 def _unpickle(path: Path, policy: TrustPolicy, limit: int) -> tuple[Any, list[str], dict[int, str]]:
-    meter = machine.Meter(limit)
+    meter = Meter(limit)
     # joblib sniffs the compressor (zlib, gzip, bz2, lzma, lz4) and hands back a reader.
     with (
         path.open("rb") as raw,

@@ -31,66 +31,15 @@ from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
-from alphapulse_onnx.loading import roles, standins, state
-from alphapulse_onnx.loading.roles import Name, Refused, type_name
+from alphapulse_onnx.loading import checks, integrity, reconstructors, roles, standins, state
+from alphapulse_onnx.loading.budget import Meter, MeteredReader
+from alphapulse_onnx.loading.checks import Name, Refused, type_name
 
 MAX_DEPTH = 200
 _CONTAINER = 64  # bytes charged per container made: about an empty dict's size
 _SLOT = 16  # bytes charged per item stored in a container
 _SETTLE = 2**20  # small structures are tallied locally and charged a MiB at a time
 _CHUNK = 16 * 1024 * 1024
-
-
-class Meter:
-    """The data a file makes the loader hold, against its limit."""
-
-    __slots__ = ("limit", "used")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def charge(self, nbytes: int, what: str) -> None:
-        self.used += nbytes
-        if self.used > self.limit:
-            raise Refused(
-                f"the file declares more than {_size(self.limit)} of data, the memory limit for "
-                f"this file (reached at {what})"
-            )
-
-    @property
-    def remaining(self) -> int:
-        return max(self.limit - self.used, 0)
-
-
-def _size(nbytes: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.1f} {unit}"
-    return f"{nbytes} B"
-
-
-class MeteredReader:
-    """The (decompressed) stream, read only in sizes the meter has already allowed."""
-
-    def __init__(self, raw: BinaryIO, meter: Meter) -> None:
-        self.raw = raw
-        self.meter = meter
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            raise Refused("the file asks to read to its end at once")
-        self.meter.charge(n, "pickle data")
-        return self.raw.read(n)
-
-    def readline(self) -> bytes:
-        line = self.raw.readline(self.meter.remaining + 1)
-        self.meter.charge(len(line), "pickle text")
-        return line
-
-    def readinto(self, buffer: Any) -> int:
-        self.meter.charge(len(buffer), "pickle data")
-        return self.raw.readinto(buffer)  # type: ignore[attr-defined, no-any-return]
 
 
 class ArraySpec:
@@ -137,7 +86,7 @@ class Load(state.LoadContext):
                 target = cls.target
                 self.charge(_CONTAINER, "an object")
                 return self.fresh(target.__new__(target))
-            if roles.RECONSTRUCTORS[cls.dotted].instantiable:
+            if reconstructors.RECONSTRUCTORS[cls.dotted].instantiable:
                 return self.fresh(ArraySpec())
             raise Refused(
                 f"the file makes an instance of {cls.dotted} through {via}; it is a function the "
@@ -174,7 +123,7 @@ class Load(state.LoadContext):
             if func.trusted:
                 return func.target(*args)  # the user's own code, trusted by name
             if func.role == "reconstructor":
-                reconstructor = roles.RECONSTRUCTORS[func.dotted]
+                reconstructor = reconstructors.RECONSTRUCTORS[func.dotted]
                 return reconstructor.build(func.target, args, self)
             raise Refused(
                 f"the file calls the model class {func.dotted} with arguments; model classes are "
@@ -226,12 +175,12 @@ class Load(state.LoadContext):
         subclass = saved.get("subclass")
         if type(subclass) is not Name or subclass.dotted not in ("numpy.ndarray", "numpy.matrix"):
             raise Refused(f"the file wraps an array of type {type_name(subclass)}")
-        shape = roles.shape_of(saved.get("shape"), self, "joblib's array")
-        dtype = roles.check_dtype(saved.get("dtype"), self, "joblib's array")
+        shape = checks.shape_of(saved.get("shape"), self, "joblib's array")
+        dtype = checks.check_dtype(saved.get("dtype"), self, "joblib's array")
         order = saved.get("order", "C")
         if order not in ("C", "F"):
             raise Refused(f"the file gives joblib's array the order {order!r}")
-        count = roles.size_of(shape)
+        count = checks.size_of(shape)
         if dtype.hasobject:
             self.charge(8 * count, "an object array")
             array = RestrictedUnpickler(self).load()
@@ -649,6 +598,6 @@ def unpickle(handle: BinaryIO, meter: Meter, trust: Callable[[str, str], Any],
     """Read one pickle (joblib's or plain) from ``handle``; return the object and its load."""
     load = Load(MeteredReader(handle, meter), trust, trusts_any)
     root = RestrictedUnpickler(load).load()
-    state.check_links(load.links, load)
+    integrity.check_links(load.links, load)
     walk(root, limit=max(meter.limit // _CONTAINER, 1))
     return root, load
