@@ -1,10 +1,10 @@
-"""Converting many models in worker processes, with results in registry order.
+"""Running many jobs in worker processes, with results in the jobs' order.
 
 ``run_ordered`` keeps its own small pool of spawned worker processes, each holding at most ONE job
 at a time over its own pipe. That is what makes a crash attributable: when a worker dies (a
-converter segfault, ``os._exit``, an out-of-memory kill) the parent knows exactly which model it
-held, fails that model alone with the reason read from the exit status, starts a fresh worker and
-goes on. No other job is ever lost, so nothing innocent has to be redone. (A
+native segfault, ``os._exit``, an out-of-memory kill) the parent knows exactly which job it held,
+fails that job alone with the reason read from the exit status, starts a fresh worker and goes
+on. No other job is ever lost, so nothing innocent has to be redone. (A
 ``ProcessPoolExecutor`` cannot do this: one dead worker breaks the whole pool, and the pool cannot
 tell which of the jobs in flight killed it.)
 
@@ -35,7 +35,8 @@ J = TypeVar("J")
 R = TypeVar("R")
 
 # A worker costs seconds to start (imports of scikit-learn, skl2onnx, onnxruntime) and a small
-# model converts in a tenth of one: another worker starts only while this many jobs wait per worker.
+# job (one model's conversion) takes a tenth of one: another worker starts only while this many
+# jobs wait per worker.
 MIN_JOBS_PER_WORKER = 25
 # Worker processes already use every core between them: numerical libraries inside each one get
 # one thread (unless the user set these), rather than a full-machine thread pool per worker.
@@ -48,7 +49,7 @@ _STOP_TIMEOUT_S = 5.0
 def death_reason(exitcode: int | None) -> str:
     """What a dead worker's exit status says, in words a user can act on."""
     if exitcode is None:
-        return "the worker process converting it stopped answering"
+        return "the worker process running it stopped answering"
     if exitcode < 0:
         try:
             name = signal.Signals(-exitcode).name
@@ -62,25 +63,23 @@ def death_reason(exitcode: int | None) -> str:
             "SIGFPE": "a floating-point exception in native code",
             "SIGILL": "an illegal instruction (a library built for another CPU?)",
         }.get(name, "killed by a signal")
-        return f"the worker process converting it died: {name}, {what}"
-    return f"the worker process converting it exited with status {exitcode} before answering"
+        return f"the worker process running it died: {name}, {what}"
+    return f"the worker process running it exited with status {exitcode} before answering"
 
 
-# What a worker imports anyway: loaded once into the fork server, shared by every worker forked
-# from it, so a worker (or a replacement for a dead one) starts in milliseconds, not seconds.
-PRELOAD = ("alphapulse_onnx.commands.convert", "skl2onnx", "onnxruntime")
-
-
-def _context() -> Any:
+def _context(preload: tuple[str, ...]) -> Any:
     """A fork server where the platform has one (Linux, macOS), else plain spawn.
 
     Never plain fork: the parent runs onnxruntime sessions, and forking a process with live
     thread pools can deadlock the child. The fork server is a fresh single-threaded process.
+    ``preload``: modules every worker imports anyway, loaded once into the fork server and
+    shared by every worker forked from it, so a worker (or a replacement for a dead one) starts
+    in milliseconds, not seconds.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(PRELOAD))
+    context.set_forkserver_preload(list(preload))
     return context
 
 
@@ -120,13 +119,16 @@ class _Worker:
 class _Pool:
     fn: Callable[..., Any]
     size: int
-    context: Any = field(default_factory=lambda: _context())
+    preload: tuple[str, ...] = ()
     workers: list[_Worker] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.context = _context(self.preload)
 
     def start(self) -> _Worker:
         parent, child = self.context.Pipe(duplex=True)
         process = self.context.Process(
-            target=_worker_main, args=(child, self.fn), daemon=True, name="apo-convert-worker"
+            target=_worker_main, args=(child, self.fn), daemon=True, name="apo-worker"
         )
         added = {k: v for k, v in _THREAD_CAPS.items() if k not in os.environ}
         os.environ.update(added)  # the fork server (or a spawned child) copies it as it starts
@@ -179,26 +181,26 @@ class _Pool:
 
 
 def run_ordered(
-    convert_one: Callable[[J, Any], R],
+    work: Callable[[J, Any], R],
     jobs: list[J],
     previous: dict[str, Any],
     workers: int,
     on_worker_death: Callable[[J, str], R],
     *,
+    key: Callable[[J], str],
     quick: Callable[[J, Any], R | None] | None = None,
-    key: Callable[[J], str] | None = None,
+    preload: tuple[str, ...] = (),
 ) -> Iterator[R]:
-    """``convert_one(job, previous.get(key(job)))`` for every job in worker processes, in order.
+    """``work(job, previous.get(key(job)))`` for every job in worker processes, in order.
 
     At most ``workers`` processes, started as needed: one per ``MIN_JOBS_PER_WORKER`` jobs waiting.
 
     ``on_worker_death(job, reason)`` turns a job whose worker died, or whose call raised, into a
     result for that job alone. ``quick(job, previous)`` (optional) runs here first; a non-None
-    answer is that job's result and no worker sees it. ``key`` names a job in ``previous``
-    (default: ``job.ref.name``).
+    answer is that job's result and no worker sees it. ``key`` names a job in ``previous``;
+    ``preload`` are the modules every worker imports anyway (see ``_context``).
     """
-    name_of = key or (lambda job: str(job.ref.name))  # type: ignore[attr-defined]
-    pool = _Pool(convert_one, max(1, workers))
+    pool = _Pool(work, max(1, workers), preload)
     waiting: deque[int] = deque(range(len(jobs)))
     alone: deque[int] = deque()  # SIGKILLed once: retried with no other job running
     done: dict[int, R] = {}
@@ -219,7 +221,7 @@ def run_ordered(
                     return
                 index = waiting[0]
                 if quick is not None and index not in checked:
-                    answer = quick(jobs[index], previous.get(name_of(jobs[index])))
+                    answer = quick(jobs[index], previous.get(key(jobs[index])))
                     if answer is not None:
                         waiting.popleft()
                         done[index] = answer
@@ -231,7 +233,7 @@ def run_ordered(
                 waiting.popleft()
                 worker.alone = False
             try:
-                worker.conn.send((index, (jobs[index], previous.get(name_of(jobs[index])))))
+                worker.conn.send((index, (jobs[index], previous.get(key(jobs[index])))))
             except OSError:  # the worker died before taking it: the job never started
                 (alone if worker.alone else waiting).appendleft(index)
                 pool.discard(worker)

@@ -33,13 +33,14 @@ def convert_models(tmp_path: Path, models: dict[str, Any], **options: Any) -> di
     import joblib
 
     from alphapulse_onnx.commands import convert
+    from alphapulse_onnx.manifest import ManifestEntry
 
     registry = tmp_path / "registry"
     registry.mkdir(parents=True, exist_ok=True)
     for name, model in models.items():
         joblib.dump(model, registry / f"{name}.joblib")
     run_options = convert.ConvertOptions(registry=registry, probe_rows=512, **options)
-    entries = [o for o in convert.run(run_options) if not isinstance(o, int)]
+    entries = [o for o in convert.run(run_options) if isinstance(o, ManifestEntry)]
     return {entry.name: entry for entry in entries}
 
 

@@ -28,6 +28,7 @@ from sklearn.tree._tree import Tree
 from alphapulse_onnx import loading
 from alphapulse_onnx.commands import convert
 from alphapulse_onnx.errors import ModelLoadError
+from alphapulse_onnx.manifest import ManifestEntry
 
 Reducer = Callable[[Any], Any]
 
@@ -62,7 +63,7 @@ def _pre_13_tree(value: Any) -> Any:
 
 def _convert_folder(registry: Path) -> Any:
     options = convert.ConvertOptions(registry=registry, probe_rows=512)
-    (entry,) = [o for o in convert.run(options) if not isinstance(o, int)]
+    (entry,) = [o for o in convert.run(options) if isinstance(o, ManifestEntry)]
     return entry
 
 

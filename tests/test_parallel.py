@@ -21,6 +21,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from alphapulse_onnx import parallel
 from alphapulse_onnx.commands import convert
+from alphapulse_onnx.commands.events import Started
 from alphapulse_onnx.loading import TrustPolicy
 from alphapulse_onnx.manifest import ManifestEntry
 
@@ -99,7 +100,7 @@ def crashing(plugin: Any, mode: str) -> Any:
 def convert_all(registry: Path, out: Path, *, jobs: int, **kwargs: Any) -> list[ManifestEntry]:
     options = convert.ConvertOptions(registry=registry, out=out, jobs=jobs, **kwargs)
     events = list(convert.run(options))
-    assert events[0] == len(events) - 1
+    assert events[0] == Started(len(events) - 1)
     return [e for e in events[1:] if isinstance(e, ManifestEntry)]
 
 

@@ -316,6 +316,7 @@ def test_interrupted_manifest_write_keeps_previous_manifest(registry: Path) -> N
 def test_validate_waits_for_no_writer_but_readers_share(tmp_path: Path) -> None:
     """validate shares the folder's lock: refused while convert writes, fine beside readers."""
     from alphapulse_onnx.commands import validate
+    from alphapulse_onnx.commands.events import Started
     from alphapulse_onnx.errors import LockError
     from alphapulse_onnx.lock import OutputLock
 
@@ -326,4 +327,4 @@ def test_validate_waits_for_no_writer_but_readers_share(tmp_path: Path) -> None:
     with OutputLock(folder), pytest.raises(LockError, match="writing to this folder"):
         list(validate.run(options))
     with OutputLock(folder, shared=True):
-        assert list(validate.run(options)) == [0]
+        assert list(validate.run(options)) == [Started(0)]

@@ -24,6 +24,7 @@ from alphapulse_onnx import (
     checking,
     conversion,
     datafiles,
+    discovery,
     loading,
     parallel,
     parity,
@@ -33,12 +34,16 @@ from alphapulse_onnx import (
 )
 from alphapulse_onnx import manifest as manifest_io
 from alphapulse_onnx._fsutil import atomic_write_bytes, sha256_bytes, sha256_file
+from alphapulse_onnx.commands.events import Started
+from alphapulse_onnx.discovery import ModelRef
 from alphapulse_onnx.errors import ApoError, InputError, failure_line
 from alphapulse_onnx.lock import OutputLock
 from alphapulse_onnx.manifest import ArtifactInfo, Manifest, ManifestEntry, SourceInfo
 from alphapulse_onnx.signature import infer
 
 MANIFEST_WRITE_INTERVAL_S = 2.0
+# What a conversion worker imports anyway: loaded once into the pool's fork server.
+WORKER_PRELOAD = ("alphapulse_onnx.commands.convert", "skl2onnx", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ class ConvertOptions:
 
     @property
     def registry_root(self) -> Path:
-        return self.registry if self.registry.is_dir() else self.registry.parent
+        return discovery.registry_root(self.registry)
 
     @property
     def out_dir(self) -> Path:
@@ -65,50 +70,6 @@ class ConvertOptions:
     @property
     def manifest_path(self) -> Path:
         return self.out_dir / manifest_io.MANIFEST_NAME
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    path: Path
-    rel: str  # POSIX path relative to the registry root
-    name: str
-    artifact_rel: str  # POSIX path relative to the out folder
-
-
-def discover(options: ConvertOptions) -> list[ModelRef]:
-    """Model files of the registry, named by stem unless two share one (then by relative path)."""
-    registry = options.registry
-    if not registry.exists():
-        raise InputError("no such file or folder", path=registry)
-    if registry.is_file():
-        if registry.suffix.lower() not in loading.MODEL_SUFFIXES:
-            raise InputError(
-                f"not a model file (expected {', '.join(loading.MODEL_SUFFIXES)})", path=registry
-            )
-        files = [registry]
-    else:
-        out = options.out_dir.resolve()
-        files = [p for p in loading.iter_model_files(registry) if out not in p.resolve().parents]
-    root = options.registry_root
-    rels = [p.relative_to(root).as_posix() for p in files]
-    stems: dict[str, int] = {}
-    for rel in rels:
-        stem = Path(rel).stem
-        stems[stem] = stems.get(stem, 0) + 1
-    without_suffix: dict[str, int] = {}
-    for rel in rels:
-        key = rel.rsplit(".", 1)[0]
-        without_suffix[key] = without_suffix.get(key, 0) + 1
-    refs = []
-    for path, rel in zip(files, rels, strict=True):
-        stem_rel = rel.rsplit(".", 1)[0]
-        name = Path(rel).stem if stems[Path(rel).stem] == 1 else stem_rel
-        # a.joblib and a.pkl side by side would share a.onnx: keep the suffix for those.
-        artifact = f"{stem_rel}.onnx" if without_suffix[stem_rel] == 1 else f"{rel}.onnx"
-        if without_suffix[stem_rel] > 1:
-            name = rel
-        refs.append(ModelRef(path=path, rel=rel, name=name, artifact_rel=artifact))
-    return refs
 
 
 def build_key(options: ConvertOptions, sample_sha: str | None) -> str:
@@ -349,13 +310,13 @@ class ManifestWriter:
         return manifest
 
 
-def run(options: ConvertOptions) -> Iterator[ManifestEntry | int]:
-    """Convert every model; first yields the model count, then each finished entry (in order)."""
+def run(options: ConvertOptions) -> Iterator[Started | ManifestEntry]:
+    """Convert every model: ``Started(count)``, then each finished entry (in registry order)."""
     from alphapulse_onnx import plugins
 
     for module in options.plugins:
         plugins.load_plugin(module)
-    refs = discover(options)
+    refs = discovery.discover(options.registry, options.out_dir)
     if not refs:
         raise InputError(
             f"no model files ({', '.join(loading.MODEL_SUFFIXES)}) found", path=options.registry
@@ -381,12 +342,13 @@ def run(options: ConvertOptions) -> Iterator[ManifestEntry | int]:
         key = build_key(options, sample_sha)
         runnable = tuple(runtime.runnable_providers()) or ("CPUExecutionProvider",)
         jobs = [_Job(ref, options, out_dir, key, sample, runnable, sample_error) for ref in refs]
-        yield len(jobs)
+        yield Started(len(jobs))
         workers = options.jobs if options.jobs is not None else auto_workers(len(jobs))
         if workers > 1 and len(jobs) > 1:
             entries = parallel.run_ordered(
-                convert_one, jobs, by_name, workers, on_worker_death=_worker_died, quick=reused
-            )
+                convert_one, jobs, by_name, workers, on_worker_death=_worker_died,
+                key=lambda job: job.ref.name, quick=reused, preload=WORKER_PRELOAD,
+            )  # fmt: skip
         else:
             entries = (convert_one(job, by_name.get(job.ref.name)) for job in jobs)
         for entry in entries:
@@ -402,7 +364,7 @@ def auto_workers(n_models: int) -> int:
 
 def _worker_died(job: _Job, reason: str | None = None) -> ManifestEntry:
     source = SourceInfo(path=job.ref.rel, sha256=_safe_sha(job.ref.path))
-    message = reason or "the worker process converting it died (crash or out-of-memory kill)"
+    message = reason or "the worker process running it died (crash or out-of-memory kill)"
     return _failed(job.ref, source, "convert", f"{job.ref.rel}: {message}")
 
 

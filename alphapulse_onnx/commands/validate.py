@@ -19,6 +19,7 @@ import numpy as np
 
 from alphapulse_onnx import checking, conversion, datafiles, loading, probing, runtime
 from alphapulse_onnx import manifest as manifest_io
+from alphapulse_onnx.commands.events import Started
 from alphapulse_onnx.errors import InputError, failure_line
 from alphapulse_onnx.lock import OutputLock
 from alphapulse_onnx.manifest import Manifest, ManifestEntry
@@ -84,7 +85,7 @@ def open_manifest(target: Path) -> tuple[Path, Manifest]:
     return path, manifest_io.read(path)
 
 
-def run(options: ValidateOptions) -> Iterator[int | ModelCheck]:
+def run(options: ValidateOptions) -> Iterator[Started | ModelCheck]:
     """Yield the number of models, then each model's ``ModelCheck`` in manifest order."""
     path, manifest = open_manifest(options.target)
     sample = datafiles.read_sample(options.sample) if options.sample is not None else None
@@ -92,7 +93,7 @@ def run(options: ValidateOptions) -> Iterator[int | ModelCheck]:
     runnable = tuple(runtime.runnable_providers()) or ("CPUExecutionProvider",)
     with OutputLock(path.parent, shared=True):  # not while `apo convert` rewrites the folder
         path, manifest = open_manifest(options.target)  # the state under the lock
-        yield len(manifest.models)
+        yield Started(len(manifest.models))
         for entry in manifest.models:
             yield check_entry(entry, path.parent, registry, options, sample, runnable)
 

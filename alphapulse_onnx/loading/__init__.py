@@ -20,7 +20,6 @@ import struct
 import sys
 import warnings
 import zipfile
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -59,7 +58,6 @@ __all__ = [
     "ModelFormat",
     "TrustPolicy",
     "check_estimator",
-    "iter_model_files",
     "load",
     "memory_limit",
 ]
@@ -390,13 +388,3 @@ def _classify(path: Path, fmt: ModelFormat, exc: BaseException) -> str:
         detail = f": {text.splitlines()[0][:120]}" if text else ""
         return f"the file is corrupt ({type(exc).__name__}{detail})"
     return "not a pickle or joblib file"
-
-
-def iter_model_files(root: Path) -> Iterable[Path]:
-    """Model files under ``root`` (recursive), sorted, skipping hidden folders and outputs."""
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.is_file() and path.suffix.lower() in MODEL_SUFFIXES:
-            yield path

@@ -9,6 +9,7 @@ from typing import Any
 
 from alphapulse_onnx import render
 from alphapulse_onnx.commands.convert import ConvertOptions
+from alphapulse_onnx.commands.events import Started
 from alphapulse_onnx.manifest import ManifestEntry
 
 
@@ -26,28 +27,33 @@ class ConvertOutcome:
         return [e for e in self.entries if e.ok and e.timings.get("reused")]
 
 
-def run_with_progress(events: Iterator[ManifestEntry | int], options: ConvertOptions, *,
+def run_with_progress(events: Iterator[Started | ManifestEntry], options: ConvertOptions, *,
                       quiet: bool) -> ConvertOutcome:  # fmt: skip
     entries: list[ManifestEntry] = []
-    total = next(events)
-    assert isinstance(total, int)
+    started = next(events)
+    if not isinstance(started, Started):
+        raise TypeError(f"apo convert began with {started!r}, not Started")
     if render.show_progress(quiet):
         with render.progress_bar() as progress:
-            task = progress.add_task("converting", total=total, status="")
-            for event in events:
-                assert isinstance(event, ManifestEntry)
+            task = progress.add_task("converting", total=started.total, status="")
+            for event in _entries(events):
                 entries.append(event)
                 failures = sum(not e.ok for e in entries)
                 progress.update(task, advance=1, status=f"{event.name}  failed: {failures}")
                 if not event.ok:
                     render.error_line(event.error or f"{event.name}: failed")
     else:
-        for event in events:
-            assert isinstance(event, ManifestEntry)
+        for event in _entries(events):
             entries.append(event)
             if not event.ok and not quiet:
                 render.error_line(event.error or f"{event.name}: failed")
     return ConvertOutcome(tuple(entries), options.manifest_path)
+
+
+def _entries(events: Iterator[Started | ManifestEntry]) -> Iterator[ManifestEntry]:
+    for event in events:
+        if isinstance(event, ManifestEntry):
+            yield event
 
 
 def _parity_cell(entry: ManifestEntry) -> str:

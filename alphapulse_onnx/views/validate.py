@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from alphapulse_onnx import render
+from alphapulse_onnx.commands.events import Started
 from alphapulse_onnx.commands.validate import ModelCheck
 
 
@@ -21,14 +22,16 @@ class ValidateOutcome:
         return [c for c in self.checks if not c.passed]
 
 
-def run_with_progress(events: Iterator[int | ModelCheck], manifest_path: Path, *,
+def run_with_progress(events: Iterator[Started | ModelCheck], manifest_path: Path, *,
                       quiet: bool) -> ValidateOutcome:  # fmt: skip
-    total = next(events)
-    assert isinstance(total, int)
-    checks: list[ModelCheck] = []
-    for event in render.track(events, total, "validating", quiet=quiet):
-        assert isinstance(event, ModelCheck)
-        checks.append(event)
+    started = next(events)
+    if not isinstance(started, Started):
+        raise TypeError(f"apo validate began with {started!r}, not Started")
+    checks = [
+        event
+        for event in render.track(events, started.total, "validating", quiet=quiet)
+        if isinstance(event, ModelCheck)
+    ]
     return ValidateOutcome(manifest_path, tuple(checks))
 
 
