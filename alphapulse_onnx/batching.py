@@ -154,12 +154,12 @@ class BatchPredictor:
             await self.start()
         started = time.perf_counter()
         model = self.registry[name]
-        if model._engine is None:  # first use: loading a session or model blocks, so not here
-            await asyncio.get_running_loop().run_in_executor(self.executor, model._ensure)
+        if not model.loaded:  # first use: loading a session or model blocks, so not here
+            await asyncio.get_running_loop().run_in_executor(self.executor, model.load)
         if proba:
-            model._check_proba()
+            model.require_proba()
         prepared = model.prepare(rows)  # raises for this caller only
-        count = model._engine.rows(prepared) if model._engine else 0
+        count = model.rows(prepared)
         stats = self._stats.setdefault(model.name, _ModelStats())
         if count == 0:
             stats.requests += 1
@@ -270,12 +270,10 @@ class BatchPredictor:
 
     async def _run(self, model: Model, batch: list[_Request]) -> None:
         loop = asyncio.get_running_loop()
-        engine = model._engine
-        assert engine is not None
         stats = self._stats.setdefault(model.name, _ModelStats())
         want_proba = any(r.proba for r in batch)
         try:
-            merged = engine.concat([r.prepared for r in batch])
+            merged = model.concat([r.prepared for r in batch])
             outputs = await loop.run_in_executor(
                 self.executor, lambda: model.run_prepared(merged, proba=want_proba)
             )

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -166,7 +166,24 @@ class _SklearnEngine:
         return Outputs(self.predict(prepared), self.predict_proba(prepared) if proba else None)
 
 
-Engine = _OrtEngine | _SklearnEngine
+class Engine(Protocol):
+    """How a model computes: onnxruntime on its artifact, or scikit-learn on its source model.
+
+    ``prepare`` validates and converts a caller's rows once; ``concat`` and ``take`` merge and
+    split prepared rows (``BatchPredictor`` serves many callers in one run); ``run`` answers.
+    """
+
+    name: EngineName
+    provider: str | None
+    builder: FeedBuilder
+
+    def prepare(self, X: Any) -> Any: ...
+    def rows(self, prepared: Any) -> int: ...
+    def concat(self, parts: Sequence[Any]) -> Any: ...
+    def take(self, prepared: Any, start: int, stop: int) -> Any: ...
+    def predict(self, prepared: Any) -> np.ndarray: ...
+    def predict_proba(self, prepared: Any) -> np.ndarray: ...
+    def run(self, prepared: Any, *, proba: bool) -> Outputs: ...
 
 
 class Model:
@@ -196,27 +213,27 @@ class Model:
     def task(self) -> str | None:
         """``"classification"`` or ``"regression"``."""
         if self._task is None:
-            self._ensure()
+            self.load()
         return self._task
 
     @property
     def classes(self) -> np.ndarray | None:
         """Class labels in scikit-learn's order (``classes_``); ``None`` for regressors."""
         if self._classes is None and self.entry.task is None:
-            self._ensure()
+            self.load()
         return self._classes
 
     @property
     def feature_names(self) -> tuple[str, ...] | None:
-        return self._ensure().builder.model_feature_names or self.entry.feature_names
+        return self.load().builder.model_feature_names or self.entry.feature_names
 
     @property
     def n_features(self) -> int | None:
-        return self._ensure().builder.n_features
+        return self.load().builder.n_features
 
     @property
     def has_proba(self) -> bool:
-        engine = self._ensure()
+        engine = self.load()
         if isinstance(engine, _SklearnEngine):
             try:
                 return self.task == "classification" and hasattr(engine.estimator, "predict_proba")
@@ -226,23 +243,23 @@ class Model:
 
     @property
     def engine(self) -> EngineName:
-        return self._ensure().name
+        return self.load().name
 
     @property
     def provider(self) -> str | None:
         """The onnxruntime execution provider serving it (``None`` under scikit-learn)."""
-        return self._ensure().provider
+        return self.load().provider
 
     @property
     def fallback_reason(self) -> str | None:
-        engine = self._ensure()
+        engine = self.load()
         return engine.reason if isinstance(engine, _SklearnEngine) else None
 
     # ------------------------------------------------------------ predicting
 
     def predict(self, X: Any) -> np.ndarray:
         """Labels (in the original class values) or regression values, as scikit-learn gives."""
-        engine = self._engine or self._ensure()
+        engine = self._engine or self.load()
         prepared = engine.prepare(X)
         if engine.rows(prepared) == 0:
             return self._empty(proba=False)
@@ -250,8 +267,8 @@ class Model:
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape (n_rows, n_classes), float64."""
-        engine = self._engine or self._ensure()
-        self._check_proba()
+        engine = self._engine or self.load()
+        self.require_proba()
         prepared = engine.prepare(X)
         if engine.rows(prepared) == 0:
             return self._empty(proba=True)
@@ -269,17 +286,30 @@ class Model:
 
     def prepare(self, X: Any) -> Any:
         """Validate ``X`` and convert it for the engine (raises ``InvalidInputError``)."""
-        return (self._engine or self._ensure()).prepare(X)
+        return (self._engine or self.load()).prepare(X)
+
+    def rows(self, prepared: Any) -> int:
+        """How many rows ``prepare`` made of a caller's input."""
+        return self.load().rows(prepared)
+
+    def concat(self, parts: Sequence[Any]) -> Any:
+        """Several callers' prepared rows as one batch, in order."""
+        return self.load().concat(parts)
+
+    def source_rows(self, X: Any) -> Any:
+        """``X`` as the source estimator takes it (a DataFrame when it was fit on one)."""
+        return self.load().builder.frame(X)
 
     def run_prepared(self, prepared: Any, *, proba: bool) -> Outputs:
-        engine = self._engine or self._ensure()
+        engine = self._engine or self.load()
         if proba:
-            self._check_proba()
+            self.require_proba()
         if engine.rows(prepared) == 0:
             return Outputs(self._empty(proba=False), self._empty(proba=True) if proba else None)
         return engine.run(prepared, proba=proba)
 
-    def _check_proba(self) -> None:
+    def require_proba(self) -> None:
+        """Raise ``InputError`` unless this model gives class probabilities."""
         if self._proba_ok:
             return
         if self.task != "classification":
@@ -300,7 +330,13 @@ class Model:
 
     # --------------------------------------------------------- engine choice
 
-    def _ensure(self) -> Engine:
+    @property
+    def loaded(self) -> bool:
+        """Whether the engine is chosen (and its session or source model loaded)."""
+        return self._engine is not None
+
+    def load(self) -> Engine:
+        """Choose the engine and load it, once (it blocks: async callers use an executor)."""
         engine = self._engine
         if engine is not None:
             return engine

@@ -81,14 +81,14 @@ def latency_table(registry: Registry, rows: np.ndarray, budget_s: float) -> list
             continue
         estimator = loading.load(registry.root / model.entry.source.path).estimator
         x = rows[:1]
-        frame = model._engine.builder.frame(x) if model._engine else x  # what sklearn was fit on
+        frame = model.source_rows(x)  # what scikit-learn was fit on
         proba = model.has_proba
         sk_fn = estimator.predict_proba if proba else estimator.predict
         apo_fn = model.predict_proba if proba else model.predict
         bare = runtime.make_session(
             (registry.manifest_dir / model.entry.artifact.path).read_bytes()  # type: ignore[union-attr]
         )
-        feeds = model._engine.prepare(x)  # type: ignore[union-attr]
+        feeds = model.prepare(x)  # the onnxruntime feeds apo builds
         calls: dict[str, Callable[[], Any]] = {
             "sklearn": functools.partial(sk_fn, frame),
             "registry": functools.partial(apo_fn, x),
