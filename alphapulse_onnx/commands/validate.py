@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 import numpy as np
 
@@ -26,8 +26,11 @@ from alphapulse_onnx.manifest import Manifest, ManifestEntry
 from alphapulse_onnx.parity import ParityReport
 from alphapulse_onnx.signature import infer
 
-OK = "ok"
-SKIPPED = "-"
+OK: Final = "ok"
+SKIPPED: Final = "-"  # not checked (an earlier check already failed, or nothing to check)
+ArtifactCell = Literal["ok", "missing", "changed", "-"]
+SourceCell = Literal["ok", "stale", "missing", "-"]
+CheckCell = Literal["ok", "failed", "-"]
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,10 @@ class ModelCheck:
     """One model's verdict; each column is ``ok``, ``-`` (not checked) or what went wrong."""
 
     name: str
-    artifact: str  # ok | missing | changed | -
-    source: str  # ok | stale | missing | -
-    checker: str  # ok | failed | -
-    parity: str  # ok | failed | -
+    artifact: ArtifactCell
+    source: SourceCell
+    checker: CheckCell
+    parity: CheckCell
     reasons: tuple[str, ...] = ()
     report: ParityReport | None = None
     providers: tuple[str, ...] = ()
@@ -125,14 +128,15 @@ def check_entry(entry: ManifestEntry, out_dir: Path, registry: Path, options: Va
     artifact_state, source_state = files.artifact or OK, files.source or OK
     source_path = registry / entry.source.path
 
-    checker_state = SKIPPED
+    checker_state: CheckCell = SKIPPED
     if data is not None:
         problem = _onnx_check(data)
         checker_state = OK if problem is None else "failed"
         if problem is not None:
             reasons.append(f"onnx.checker rejects the artifact: {problem}")
 
-    parity_state, report = SKIPPED, None
+    parity_state: CheckCell = SKIPPED
+    report = None
     providers: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     if data is not None and not reasons:  # parity only means something on intact files
