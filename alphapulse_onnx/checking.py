@@ -10,8 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from alphapulse_onnx import conversion, datafiles, parity, probing, runtime
+from alphapulse_onnx import conversion, parity, probing, runtime
+from alphapulse_onnx.column_probes import from_frame, generate_columns
+from alphapulse_onnx.datafiles.samples import select_features
 from alphapulse_onnx.errors import ApoError, ConversionError, InputError
+from alphapulse_onnx.feeds import probe_feeds
 from alphapulse_onnx.signature import InputSignature
 
 
@@ -22,15 +25,13 @@ def probe_for(model: Any, signature: InputSignature, *, sample_path: Path | None
     if signature.per_column:
         if sample_path is not None:
             return frame_sample(sample_path, signature)
-        return probing.generate_columns(model, signature, rows=probe_rows)
+        return generate_columns(model, signature, rows=probe_rows)
     if sample_error is not None:
         raise InputError(f"--sample: {sample_error}")
     if sample is not None:
         X, header = sample
         try:
-            rows = datafiles.select_features(
-                X, header, signature.feature_names, signature.n_features
-            )
+            rows = select_features(X, header, signature.feature_names, signature.n_features)
         except ApoError as exc:
             raise InputError(f"--sample {sample_path}: {exc.message}") from None
         return probing.from_sample(rows)
@@ -55,10 +56,10 @@ def readable_table(path: Path) -> bool:
     return True
 
 
-def frame_sample(path: Path, signature: Any) -> probing.Probe:
+def frame_sample(path: Path, signature: InputSignature) -> probing.Probe:
     """``--sample`` for a per-column model: a CSV/Parquet table with mixed columns, by name."""
     try:
-        return probing.from_frame(read_table(path), signature)
+        return from_frame(read_table(path), signature)
     except ApoError as exc:
         raise InputError(f"--sample {path}: {exc.message}") from None
     except (OSError, ValueError, ImportError) as exc:
@@ -75,8 +76,8 @@ def check_artifact(
     tolerance: parity.Tolerance,
 ) -> tuple[parity.ParityReport, tuple[str, ...]]:
     """Parity on CPU, then on every other provider that runs here; all must pass."""
-    feeds = probing.onnx_feeds(probe, artifact.inputs)
-    rows: Any = probe.columns if probe.columns is not None else probe.X
+    rows: parity.Rows = probe.columns if probe.columns is not None else probe.X
+    feeds = probe_feeds(artifact.inputs, rows)
     ran: list[str] = []
     report: parity.ParityReport | None = None
     for provider in providers:

@@ -441,6 +441,7 @@ def predict(
 ) -> None:
     """Predict every row of INPUT with MODEL (ONNX Runtime, or scikit-learn when it must)."""
     from alphapulse_onnx.commands import predict as command
+    from alphapulse_onnx.commands import predict_dask
     from alphapulse_onnx.errors import InputError
     from alphapulse_onnx.views import predict as view
 
@@ -451,13 +452,21 @@ def predict(
         with error_boundary(debug=debug), view.log_lines():
             if output is None or str(output) == "-":
                 raise InputError("--engine dask writes Parquet partitions: give -o OUTPUT_DIR")
-            options = command.PredictOptions(
-                model=model, input=source, registry=registry, output=output, proba=proba,
-                provider=provider, chunk_size=chunk_size,
-                policy=_policy(trust, unsafe_load, max_model_memory),
-            )  # fmt: skip
-            scored = view.run_dask(options, scheduler=scheduler, partitions=partitions,
-                                   keep_columns=keep_columns, quiet=as_json)  # fmt: skip
+            # Dask workers open models under the default policy, so its result goes unused; the
+            # call still rejects a bad --max-model-memory and warns about --unsafe-load, as local.
+            _policy(trust, unsafe_load, max_model_memory)
+            dask_options = predict_dask.DaskPredictOptions(
+                model=model,
+                input=source,
+                output_dir=output,
+                registry=registry,
+                proba=proba,
+                scheduler=scheduler,
+                partitions=partitions,
+                keep_columns=keep_columns,
+            )
+            with view.dask_progress(quiet=as_json) as on_progress:
+                scored = predict_dask.run(dask_options, on_progress=on_progress)
         view.show_dask(scored, as_json=as_json)
         raise typer.Exit(int(ExitCode.OK))
     if scheduler or partitions or keep_columns:

@@ -36,8 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from alphapulse_onnx import manifest as manifest_io
 from alphapulse_onnx._fsutil import atomic_write_bytes, atomic_write_text
 from alphapulse_onnx.errors import (
@@ -47,6 +45,7 @@ from alphapulse_onnx.errors import (
     InvalidInputError,
     first_line,
 )
+from alphapulse_onnx.prediction_columns import output_columns, output_schema
 
 INSTALL_HINT = "pip install 'alphapulse-onnx[dask]'"
 PART_PREFIX = "part-"
@@ -133,16 +132,7 @@ def _predict_frame(task: _Task, frame: Any) -> Any:
     rows = frame[list(task.columns)] if task.columns is not None else frame
     prepared = model.prepare(rows)
     outputs = model.run_prepared(prepared, proba=task.proba)
-    columns: dict[str, Any] = {}
-    predictions = np.asarray(outputs.predictions)
-    if predictions.ndim == 2:
-        for i, name in enumerate(task.names[: predictions.shape[1]]):
-            columns[name] = predictions[:, i]
-    else:
-        columns[task.names[0]] = predictions
-    if outputs.probabilities is not None:
-        for i, name in enumerate(task.names[1:]):
-            columns[name] = outputs.probabilities[:, i]
+    columns = output_columns(task.names, outputs)
     result = pd.DataFrame(columns)
     if task.keep_columns:
         kept = frame.reset_index(drop=True)
@@ -351,7 +341,6 @@ def score_dataset(
     _require_dask()
     from distributed import as_completed
 
-    from alphapulse_onnx.commands.predict import output_schema
     from alphapulse_onnx.feeds import FeedBuilder
     from alphapulse_onnx.registry import Registry
 

@@ -10,6 +10,8 @@ column -> values or a list of mappings (matched by name, in any order). Bad rows
 ``InvalidInputError`` (an ``ApoError`` and a ``ValueError``) naming the row and column, never a raw
 onnxruntime error. Rows and positional columns count from 0 here; ``apo predict`` restates them
 in the file's terms.
+
+``probe_feeds`` builds the feeds for rows apo draws or reads itself for a parity check.
 """
 
 from __future__ import annotations
@@ -282,6 +284,20 @@ class FeedBuilder:
                     dtype = np.float64 if for_sklearn else _NP_DTYPES[slot.dtype]
                     out.append(_numeric(values, dtype, label))
         return out
+
+
+def probe_feeds(
+    inputs: Sequence[TensorSpec], rows: np.ndarray | Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Feeds for parity rows: a float matrix, or cells by column for a per-column artifact.
+
+    Per-column rows hold every column the model was fitted on; those it drops
+    (``remainder="drop"``) are no inputs of the artifact, so they are left out here.
+    """
+    builder = FeedBuilder(inputs, None)
+    if isinstance(rows, np.ndarray):
+        return builder.feeds(rows)
+    return builder.feeds({spec.name: rows[spec.name] for spec in inputs})
 
 
 def _preview(items: Sequence[Any], limit: int = 5) -> str:

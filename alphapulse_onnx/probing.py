@@ -6,6 +6,9 @@ above each one (in float32 and float64, where the two precisions disagree), mixe
 many paths are taken. For other models we draw rows shaped by the model's own statistics: scaler
 means and scales, Naive Bayes class means, the support vectors or neighbours' ranges, and for bare
 linear models a scale set by the coefficients so the decision function sweeps its whole range.
+
+DataFrame-fit models with one input per column draw their probes in ``column_probes``; onnxruntime
+feeds for any probe come from ``feeds.probe_feeds``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from alphapulse_onnx.converters.function_transformer import UFUNCS, SafeUfunc
 
 MAX_THRESHOLDS_PER_FEATURE = 96
 DEFAULT_ROWS = 2048
@@ -29,6 +34,8 @@ class FeatureStats:
 
 @dataclass(frozen=True)
 class Probe:
+    """Rows to check parity on: a float matrix, or raw cells by column (``column_probes``)."""
+
     X: np.ndarray  # (rows, 0) for per-column probes
     kind: str  # "thresholds", "statistics", "sample"; documented in docs/explanation/parity.md
     columns: dict[str, np.ndarray] | None = None  # raw cells by column (per-column models)
@@ -51,7 +58,7 @@ def _steps(model: Any) -> list[Any]:
     return [model]
 
 
-def _tree_thresholds(estimator: Any, n_features: int) -> list[np.ndarray] | None:
+def tree_thresholds(estimator: Any, n_features: int) -> list[np.ndarray] | None:
     """Per-feature split thresholds of a tree model, or ``None`` when it is not one."""
     per_feature: list[list[np.ndarray]] = [[] for _ in range(n_features)]
     found = False
@@ -119,7 +126,7 @@ def _booster_thresholds(estimator: Any, n_features: int) -> list[np.ndarray] | N
     return [np.unique(np.asarray(v, dtype=np.float64)) for v in per_feature]
 
 
-def _stats_from(estimator: Any, n_features: int) -> FeatureStats | None:
+def feature_stats(estimator: Any, n_features: int) -> FeatureStats | None:
     """Location and scale per feature from an estimator that records them."""
     est = estimator
     if (
@@ -209,7 +216,7 @@ def generate(model: Any, n_features: int, *, rows: int = DEFAULT_ROWS, seed: int
     # Only steps that still see the raw columns describe them (a column dropper, PCA or
     # polynomial features change the width, and everything after them speaks of other columns).
     raw_steps = _raw_width_steps(steps, n_features)
-    stats = next((s for s in (_stats_from(step, n_features) for step in raw_steps) if s), None)
+    stats = next((s for s in (feature_stats(step, n_features) for step in raw_steps) if s), None)
     if stats is not None and np.shape(stats.center) != (n_features,):
         stats = None
     if stats is None:
@@ -223,7 +230,7 @@ def generate(model: Any, n_features: int, *, rows: int = DEFAULT_ROWS, seed: int
     parts = [gaussian, wide]
     if stats.low is not None and stats.high is not None:
         parts.append(rng.uniform(stats.low, stats.high, (max(rows // 4, 8), n_features)))
-    thresholds = _tree_thresholds(final, n_features) if final in raw_steps else None
+    thresholds = tree_thresholds(final, n_features) if final in raw_steps else None
     kind = "statistics"
     if thresholds is not None:
         if pre or _is_booster(final):
@@ -232,7 +239,7 @@ def generate(model: Any, n_features: int, *, rows: int = DEFAULT_ROWS, seed: int
             # ONNX trees compare in float32 (see docs/explanation/parity.md): the same.
             booster = _is_booster(final)
             candidates = _inverse_thresholds(
-                pre, [_beside(t, rng, coarse=booster) for t in thresholds]
+                pre, [beside_thresholds(t, rng, coarse=booster) for t in thresholds]
             )
         else:
             candidates = [_around(t, rng) for t in thresholds]
@@ -257,17 +264,27 @@ def _is_ufunc_step(step: Any) -> bool:
     return type(step).__name__ == "FunctionTransformer" and step.func is not None
 
 
+def known_ufunc(step: Any) -> SafeUfunc | None:
+    """The table row of a ``FunctionTransformer``'s function, by name; ``None`` when it has none."""
+    return UFUNCS.get(str(getattr(step.func, "__name__", "")))
+
+
+def _nonnegative_only(step: Any) -> bool:
+    ufunc = known_ufunc(step)
+    return ufunc is not None and ufunc.nonnegative
+
+
 class _UfuncInverse:
-    """A FunctionTransformer seen through numpy's inverse of its ufunc (for probe mapping)."""
+    """A FunctionTransformer seen through numpy's inverse of its ufunc (for probe mapping); a
+    function without an inverse maps values back unchanged."""
 
     def __init__(self, step: Any) -> None:
-        name = getattr(step.func, "__name__", "")
-        self._inverse = _UFUNC_INVERSES.get(str(name))
-        self.positive = name in ("log1p", "log", "log2", "log10", "sqrt")
+        ufunc = known_ufunc(step)
+        self._inverse = ufunc.inverse if ufunc is not None else None
 
     def inverse_transform(self, X: np.ndarray) -> np.ndarray:
         if self._inverse is None:
-            return np.abs(X) if self.positive else X
+            return X
         with np.errstate(all="ignore"):
             return np.asarray(self._inverse(X), dtype=np.float64)
 
@@ -279,21 +296,23 @@ def _generate_through_functions(model: Any, n_features: int, *, rows: int, seed:
     steps = _steps(model)
     final = steps[-1]
     last_function = max(i for i, step in enumerate(steps[:-1]) if _is_ufunc_step(step))
-    before = [_UfuncInverse(s) if _is_ufunc_step(s) else s for s in steps[: last_function + 1]]
+    before = steps[: last_function + 1]
     after = steps[last_function + 1 : -1]
     inner = _steps_model(after, final)
     drawn = generate(inner, n_features, rows=rows, seed=seed)
     X = drawn.X
     for step in reversed(before):
-        mapped = _mapped_back(step, X)
+        mapped = mapped_back(_UfuncInverse(step) if _is_ufunc_step(step) else step, X)
         X = X if mapped is None else mapped  # a step that cannot map back: keep values as drawn
-    if any(getattr(s, "positive", False) for s in before):
+    # A step kept as drawn (no inverse) may leave values below a log's or a square root's domain.
+    if any(_is_ufunc_step(step) and _nonnegative_only(step) for step in before):
         X = np.abs(X)
     X = X[np.all(np.isfinite(X), axis=1)]
     return Probe(X=np.ascontiguousarray(X), kind=drawn.kind)
 
 
-def _mapped_back(step: Any, X: np.ndarray) -> np.ndarray | None:
+def mapped_back(step: Any, X: np.ndarray) -> np.ndarray | None:
+    """``X`` through ``step.inverse_transform`` as float64; ``None`` when the step cannot."""
     try:
         return np.asarray(step.inverse_transform(X), dtype=np.float64)
     except Exception:  # a step that cannot map back
@@ -309,7 +328,9 @@ def _steps_model(steps: list[Any], final: Any) -> Any:
     return pipeline
 
 
-def _beside(values: np.ndarray, rng: np.random.Generator, *, coarse: bool = False) -> np.ndarray:
+def beside_thresholds(
+    values: np.ndarray, rng: np.random.Generator, *, coarse: bool = False
+) -> np.ndarray:
     """Values a small relative step either side of each threshold, and inside each gap.
 
     ``coarse`` (boosters, whose ONNX trees have no double-precision build) steps far enough that
@@ -349,226 +370,3 @@ def _threshold_rows(thresholds: list[np.ndarray], center: np.ndarray, rows: int,
 
 def from_sample(X: np.ndarray) -> Probe:
     return Probe(X=np.ascontiguousarray(X, dtype=np.float64), kind="sample")
-
-
-# Per-column probes (DataFrame-fit models) ------------------------------------------------------
-
-MISSING_RATE = 0.1
-UNSEEN_RATE = 0.05
-UNSEEN_TEXT = "__apo_unseen__"
-
-# numpy inverses of the ufuncs FunctionTransformer may hold: probes drawn in the space after the
-# function are mapped back to raw inputs with these.
-_UFUNC_INVERSES: dict[str, Any] = {
-    "log1p": np.expm1, "expm1": np.log1p, "log": np.exp, "exp": np.log, "sqrt": np.square,
-    "log2": np.exp2, "exp2": np.log2, "log10": lambda v: np.power(10.0, v),
-    "negative": np.negative, "reciprocal": np.reciprocal, "arcsinh": np.sinh, "sinh": np.arcsinh,
-    "cbrt": lambda v: np.power(v, 3.0), "square": lambda v: np.sqrt(np.abs(v)),
-}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _ColumnPlan:
-    """What the model knows about one raw column."""
-
-    values: list[Any]  # categories (text/int columns)
-    unseen: bool  # the encoder ignores unknown categories: probe some
-    missing: bool  # an imputer fills gaps: probe some
-    center: float = 0.0
-    scale: float = 1.0
-    low: float | None = None
-    high: float | None = None
-    inverses: tuple[Any, ...] = ()  # applied in order to map drawn values back to raw inputs
-    positive: bool = False  # only positive values are valid (log, sqrt... without an inverse)
-    thresholds: np.ndarray | None = None  # the final tree's thresholds, in raw units
-
-
-def _is_missing_marker(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
-
-
-def _is_missing_cell(value: Any) -> bool:
-    """None, NaN or pandas' NA: a gap in a text column."""
-    return _is_missing_marker(value) or type(value).__name__ == "NAType"
-
-
-def _plan(routes: list[Any], dtype: str) -> _ColumnPlan:
-    values: list[Any] = []
-    unseen = missing = positive = False
-    center, scale = 0.0, 1.0
-    low = high = None
-    inverses: list[Any] = []
-    found_scale = False
-    for route in routes:
-        if route.dropped:
-            continue
-        for step in route.steps:
-            name = type(step).__name__
-            categories = getattr(step, "categories_", None)
-            if categories is not None and route.index < len(categories):
-                values.extend(v for v in np.asarray(categories[route.index]).tolist()
-                              if not _is_missing_marker(v))  # fmt: skip
-                unknown = getattr(step, "handle_unknown", "error")
-                unseen = unseen or unknown in ("ignore", "infrequent_if_exist", "use_encoded_value")
-                break
-            if name == "SimpleImputer" and hasattr(step, "statistics_"):
-                missing = missing or _is_missing_marker(step.missing_values)
-                fill = step.statistics_[route.index]
-                if dtype == "string" or isinstance(fill, str):
-                    values.append(fill)
-                elif not found_scale and np.isfinite(float(fill)):
-                    center = float(fill)
-                continue
-            if name == "FunctionTransformer":
-                func = getattr(step.func, "__name__", None)
-                if step.func is None:
-                    continue
-                inverse = _UFUNC_INVERSES.get(str(func))
-                if inverse is None:
-                    positive = positive or func in ("log1p", "log", "log2", "log10", "sqrt")
-                    break
-                inverses.insert(0, inverse)
-                continue
-            stats = _stats_from(step, route.index + 1)
-            if stats is not None and not found_scale:
-                j = route.index
-                center, scale = float(stats.center[j]), float(stats.scale[j])
-                if stats.low is not None and stats.high is not None:
-                    low, high = float(stats.low[j]), float(stats.high[j])
-                found_scale = True
-            break
-        if found_scale or values:
-            break
-    return _ColumnPlan(values=list(dict.fromkeys(values)), unseen=unseen, missing=missing,
-                       center=center, scale=scale if np.isfinite(scale) and scale > 0 else 1.0,
-                       low=low, high=high, inverses=tuple(inverses), positive=positive)  # fmt: skip
-
-
-def _draw(plan: _ColumnPlan, dtype: str, rows: int, rng: np.random.Generator) -> np.ndarray:
-    if dtype == "string":
-        pool = [str(v) for v in plan.values] or ["a", "b"]
-        out = np.asarray(rng.choice(pool, rows), dtype=object)
-        if plan.unseen:
-            out[rng.random(rows) < UNSEEN_RATE] = UNSEEN_TEXT
-        if plan.missing:
-            out[rng.random(rows) < MISSING_RATE] = np.nan
-        return out
-    if dtype == "int64":
-        pool_int = [int(v) for v in plan.values] or [0, 1]
-        ints = rng.choice(np.asarray(pool_int, dtype=np.int64), rows)
-        if plan.unseen:
-            ints[rng.random(rows) < UNSEEN_RATE] = max(pool_int) + 1
-        return ints.astype(np.int64)
-    values = plan.center + rng.standard_normal(rows) * plan.scale
-    wide = rng.random(rows) < 0.125
-    values[wide] = plan.center + rng.standard_normal(int(wide.sum())) * plan.scale * 4
-    if plan.low is not None and plan.high is not None:
-        uniform = rng.random(rows) < 0.25
-        values[uniform] = rng.uniform(plan.low, plan.high, int(uniform.sum()))
-    if plan.thresholds is not None and plan.thresholds.size:
-        near = rng.random(rows) < 0.5
-        values[near] = rng.choice(plan.thresholds, int(near.sum()))
-    with np.errstate(all="ignore"):
-        for inverse in plan.inverses:
-            values = np.asarray(inverse(values), dtype=np.float64)
-    if plan.positive:
-        values = np.abs(values)
-    values[~np.isfinite(values)] = plan.center
-    if plan.missing:
-        values[rng.random(rows) < MISSING_RATE] = np.nan
-    return values.astype(np.float64)
-
-
-def _column_thresholds(model: Any, routes: dict[str, list[Any]]) -> dict[str, np.ndarray]:
-    """The final tree's split thresholds for raw columns that reach it one to one (passthrough or
-    a feature-wise scaler after a ColumnTransformer), mapped back to raw units."""
-    from alphapulse_onnx.signature import final_estimator
-
-    head = model.steps[0][1] if getattr(model, "steps", None) else model
-    width = sum(s.stop - s.start for s in (getattr(head, "output_indices_", None) or {}).values())
-    steps = getattr(model, "steps", None) or []
-    if not width or len(steps) != 2:
-        return {}
-    thresholds = _tree_thresholds(final_estimator(model), width)
-    if thresholds is None:
-        return {}
-    rng = np.random.default_rng(1)
-    out: dict[str, np.ndarray] = {}
-    for column, column_routes in routes.items():
-        for route in column_routes:
-            if route.output is None or route.output >= width:
-                continue
-            values = _beside(thresholds[route.output], rng)
-            if len(route.steps) == 1 and hasattr(route.steps[0], "inverse_transform"):
-                grid = np.zeros((values.size, route.steps[0].n_features_in_))
-                grid[:, route.index] = values
-                raw = _mapped_back(route.steps[0], grid)
-                if raw is None:  # not feature-wise invertible after all
-                    continue
-                values = raw[:, route.index]
-            elif route.steps:
-                continue
-            out[column] = values
-    return out
-
-
-def generate_columns(model: Any, signature: Any, *, rows: int = DEFAULT_ROWS,
-                     seed: int = 0) -> Probe:  # fmt: skip
-    """Per-column raw values for a DataFrame-fit model: categories from its encoders (plus unseen
-    ones where the encoder ignores them, and gaps where an imputer fills them), numbers from its
-    imputers, scalers, function transformers and tree thresholds."""
-    from dataclasses import replace
-
-    from alphapulse_onnx.signature import column_routes
-
-    rng = np.random.default_rng(seed)
-    names = tuple(signature.feature_names)
-    routes = column_routes(model, names) or {name: [] for name in names}
-    thresholds = _column_thresholds(model, routes)
-    columns: dict[str, np.ndarray] = {}
-    for spec in signature.inputs:
-        plan = _plan(routes.get(spec.name, []), spec.dtype)
-        if spec.name in thresholds:
-            plan = replace(plan, thresholds=thresholds[spec.name])
-        columns[spec.name] = _draw(plan, spec.dtype, rows, rng)
-    kind = "thresholds" if thresholds else "statistics"
-    return Probe(X=np.empty((rows, 0)), kind=kind, columns=columns)
-
-
-def from_frame(frame: Any, signature: Any) -> Probe:
-    """User rows (a DataFrame) for a per-column model, matched by column name."""
-    from alphapulse_onnx.errors import InputError
-
-    missing = [name for name in signature.feature_names if name not in frame.columns]
-    if missing:
-        raise InputError(f"the sample lacks the model's columns {', '.join(map(str, missing[:5]))}")
-    columns: dict[str, np.ndarray] = {}
-    for spec in signature.inputs:
-        raw = frame[spec.name]
-        if spec.dtype == "string":
-            columns[spec.name] = np.asarray(raw.astype(object).where(raw.notna(), np.nan),
-                                            dtype=object)  # fmt: skip
-        elif spec.dtype == "int64":
-            columns[spec.name] = np.asarray(raw, dtype=np.int64)
-        else:
-            columns[spec.name] = np.asarray(raw, dtype=np.float64)
-    return Probe(X=np.empty((len(frame), 0)), kind="sample", columns=columns)
-
-
-def onnx_feeds(probe: Probe, inputs: Any) -> dict[str, np.ndarray]:
-    """onnxruntime feeds for ``probe``: one ``[rows, 1]`` array per input (text gaps become "")."""
-    if probe.columns is None:
-        dtype = np.float64 if inputs[0].dtype == "float64" else np.float32
-        return {inputs[0].name: np.ascontiguousarray(probe.X, dtype=dtype)}
-    feeds: dict[str, np.ndarray] = {}
-    for spec in inputs:
-        values = probe.columns[spec.name]
-        if spec.dtype == "string":
-            text = ["" if _is_missing_cell(v) else str(v) for v in values.tolist()]
-            feeds[spec.name] = np.asarray(text, dtype=object).reshape(-1, 1)
-        elif spec.dtype == "int64":
-            feeds[spec.name] = np.asarray(values, dtype=np.int64).reshape(-1, 1)
-        else:
-            dtype = np.float64 if spec.dtype == "float64" else np.float32
-            feeds[spec.name] = np.ascontiguousarray(values, dtype=dtype).reshape(-1, 1)
-    return feeds

@@ -14,9 +14,10 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from alphapulse_onnx import conversion, parity, probing
-from alphapulse_onnx.converters.function_transformer import UFUNC_BUILDERS
+from alphapulse_onnx import conversion, parity
+from alphapulse_onnx.converters.function_transformer import UFUNCS
 from alphapulse_onnx.errors import UnsupportedModelError
+from alphapulse_onnx.feeds import probe_feeds
 from alphapulse_onnx.loading import SAFE_UFUNCS
 from alphapulse_onnx.signature import infer
 from tests.coverage_table import convert_models, record
@@ -61,8 +62,7 @@ def test_string_imputer_matches_scikit_learn(imputer: Any, fruit: Any) -> None:
         "fruit": np.array(["apple", np.nan, "fig", "kiwi", None], dtype=object),
         "shop": np.array([None, "south", "north", "north", np.nan], dtype=object),
     }
-    probe = probing.Probe(X=np.empty((5, 0)), kind="sample", columns=rows)
-    label, proba = _run(artifact, probing.onnx_feeds(probe, artifact.inputs))
+    label, proba = _run(artifact, probe_feeds(artifact.inputs, rows))
     frame_rows = parity.sklearn_input(rows, signature)
     np.testing.assert_allclose(proba, model.predict_proba(frame_rows), atol=1e-5)
     assert label.tolist() == model.predict(frame_rows).tolist()
@@ -116,11 +116,28 @@ _DOMAIN = {
 }
 
 
-def test_every_safe_ufunc_has_a_converter() -> None:
-    assert set(UFUNC_BUILDERS) >= SAFE_UFUNCS
+def test_ufunc_table_covers_exactly_the_safe_ufuncs() -> None:
+    assert set(UFUNCS) == SAFE_UFUNCS
 
 
-@pytest.mark.parametrize("name", sorted(UFUNC_BUILDERS))
+@pytest.mark.parametrize("name", sorted(name for name, ufunc in UFUNCS.items() if ufunc.inverse))
+def test_ufunc_inverse_maps_outputs_back_to_inputs_that_give_them(name: str) -> None:
+    low, high = _DOMAIN.get(name, (-20.0, 20.0))
+    ufunc, inverse = getattr(np, name), UFUNCS[name].inverse
+    assert inverse is not None
+    outputs = ufunc(np.random.default_rng(7).uniform(low, high, 200))
+    np.testing.assert_allclose(ufunc(inverse(outputs)), outputs, rtol=1e-9, atol=1e-12)
+
+
+def test_ufunc_domains_are_where_numpy_answers_nan() -> None:
+    with np.errstate(invalid="ignore"):
+        nan_below_zero = {name for name in UFUNCS if np.isnan(getattr(np, name)(-2.0))}
+    assert nan_below_zero == {name for name, ufunc in UFUNCS.items() if ufunc.nonnegative}
+    # Column probes stay inside a restricted domain only by mapping draws back through the inverse.
+    assert all(UFUNCS[name].inverse is not None for name in nan_below_zero)
+
+
+@pytest.mark.parametrize("name", sorted(UFUNCS))
 def test_function_transformer_ufunc_matches_numpy(name: str) -> None:
     low, high = _DOMAIN.get(name, (-20.0, 20.0))
     rng = np.random.default_rng(4)

@@ -14,18 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphapulse_onnx import datafiles
+from alphapulse_onnx.datafiles import readers, samples, writers
 from alphapulse_onnx.errors import DataFileError
 
 NAMES = ("a", "b", "c")
 
 
-def _rows(source: str | Path, **kwargs: object) -> list[datafiles.Chunk]:
-    with datafiles.open_table(source, **kwargs) as reader:  # type: ignore[arg-type]
+def _rows(source: str | Path, **kwargs: object) -> list[readers.Chunk]:
+    with readers.open_table(source, **kwargs) as reader:  # type: ignore[arg-type]
         return list(reader)
 
 
-def _frame(chunks: list[datafiles.Chunk]) -> np.ndarray:
+def _frame(chunks: list[readers.Chunk]) -> np.ndarray:
     return np.concatenate([np.asarray(c.rows, dtype=np.float64) for c in chunks])
 
 
@@ -93,7 +93,7 @@ def test_jsonl_errors_name_the_line(tmp_path: Path, text: str, message: str) -> 
 def test_npy_is_memory_mapped_and_chunked(tmp_path: Path) -> None:
     data = np.random.default_rng(0).normal(size=(25, 3))
     np.save(tmp_path / "x.npy", data)
-    with datafiles.open_table(tmp_path / "x.npy", chunk_size=10) as reader:
+    with readers.open_table(tmp_path / "x.npy", chunk_size=10) as reader:
         assert reader.total_rows == 25
         chunks = list(reader)
     assert [len(c.rows) for c in chunks] == [10, 10, 5]
@@ -113,7 +113,7 @@ def test_npy_must_be_2d(tmp_path: Path) -> None:
 def test_parquet_round_trip(tmp_path: Path) -> None:
     data = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "z"]})
     data.to_parquet(tmp_path / "x.parquet")
-    with datafiles.open_table(tmp_path / "x.parquet", chunk_size=2) as reader:
+    with readers.open_table(tmp_path / "x.parquet", chunk_size=2) as reader:
         assert reader.total_rows == 3
         chunks = list(reader)
     assert [len(c.rows) for c in chunks] == [2, 1]
@@ -127,10 +127,10 @@ def test_parquet_without_pyarrow_names_the_extra(tmp_path: Path) -> None:
     (tmp_path / "x.parquet").write_bytes(b"PAR1")
     script = textwrap.dedent(
         f"""
-        from alphapulse_onnx import datafiles
+        from alphapulse_onnx.datafiles import readers, writers
         from alphapulse_onnx.errors import DataFileError
-        for call in (lambda: datafiles.open_table({str(tmp_path / "x.parquet")!r}).__enter__(),
-                     lambda: datafiles.output_format("out.parquet")):
+        for call in (lambda: readers.open_table({str(tmp_path / "x.parquet")!r}).__enter__(),
+                     lambda: writers.output_format("out.parquet")):
             try:
                 call()
             except DataFileError as exc:
@@ -184,7 +184,7 @@ def _table(n: int, offset: int = 0) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".npy", ".parquet"])
 def test_writers_stream_chunks(tmp_path: Path, suffix: str) -> None:
     target = tmp_path / f"out{suffix}"
-    with datafiles.open_writer(target, SCHEMA) as writer:
+    with writers.open_writer(target, SCHEMA) as writer:
         writer.write(_table(3))
         writer.write(_table(2, offset=3))
     expected = pd.DataFrame(_table(5))
@@ -206,7 +206,7 @@ def test_writers_stream_chunks(tmp_path: Path, suffix: str) -> None:
 @pytest.mark.parametrize("suffix", [".csv", ".npy", ".parquet"])
 def test_writers_with_no_rows(tmp_path: Path, suffix: str) -> None:
     target = tmp_path / f"out{suffix}"
-    with datafiles.open_writer(target, SCHEMA):
+    with writers.open_writer(target, SCHEMA):
         pass
     if suffix == ".csv":
         assert target.read_text() == "label,proba_x\n"
@@ -221,7 +221,7 @@ def test_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
     target.write_text("old\n")
 
     def write_then_fail() -> None:
-        with datafiles.open_writer(target, SCHEMA) as writer:
+        with writers.open_writer(target, SCHEMA) as writer:
             writer.write(_table(2))
             raise RuntimeError("boom")
 
@@ -233,20 +233,20 @@ def test_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
 
 def test_csv_to_stdout_stream() -> None:
     stream = io.StringIO()
-    with datafiles.open_writer(None, SCHEMA, stdout=stream) as writer:
+    with writers.open_writer(None, SCHEMA, stdout=stream) as writer:
         writer.write(_table(2))
     assert stream.getvalue() == "label,proba_x\nup,0.0\ndown,0.1\n"
 
 
 def test_unknown_output_suffix() -> None:
     with pytest.raises(DataFileError, match=r"unsupported output type '\.xlsx'"):
-        datafiles.output_format("out.xlsx")
+        writers.output_format("out.xlsx")
 
 
 def test_read_sample_still_reads_csv_and_npy(tmp_path: Path) -> None:
     (tmp_path / "s.csv").write_text("a,b\n1,2\n3,4\n")
-    X, header = datafiles.read_sample(tmp_path / "s.csv")
+    X, header = samples.read_sample(tmp_path / "s.csv")
     assert header == ["a", "b"] and X.tolist() == [[1, 2], [3, 4]]
     np.save(tmp_path / "s.npy", np.ones((2, 2)))
-    assert datafiles.read_sample(tmp_path / "s.npy")[0].shape == (2, 2)
-    assert datafiles.select_features(X, header, ("b", "a"), 2).tolist() == [[2, 1], [4, 3]]
+    assert samples.read_sample(tmp_path / "s.npy")[0].shape == (2, 2)
+    assert samples.select_features(X, header, ("b", "a"), 2).tolist() == [[2, 1], [4, 3]]

@@ -22,7 +22,8 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from alphapulse_onnx import conversion, parity, probing
+from alphapulse_onnx import column_probes, conversion, parity
+from alphapulse_onnx.feeds import probe_feeds
 from alphapulse_onnx.signature import infer
 from tests.coverage_table import convert_models, record
 
@@ -175,12 +176,13 @@ def test_probe_draws_categories_gaps_and_unseen(customers: Any) -> None:
         LogisticRegression(),
     ).fit(frame[["city", "age"]], churn)
     signature = infer(model)
-    probe = probing.generate_columns(model, signature, rows=2000)
+    probe = column_probes.generate_columns(model, signature, rows=2000)
     assert probe.columns is not None
     city = probe.columns["city"]
     seen = {v for v in city if isinstance(v, str)}
     assert {"paris", "rome", "oslo", "lima"} <= seen
-    assert probing.UNSEEN_TEXT in seen  # handle_unknown="ignore": unseen categories are probed
+    # handle_unknown="ignore": unseen categories are probed
+    assert column_probes.UNSEEN_TEXT in seen
     assert any(isinstance(v, float) and np.isnan(v) for v in city)  # the imputer fills gaps
     age = probe.columns["age"]
     assert np.isnan(age).any()
@@ -205,8 +207,7 @@ def test_unseen_category_follows_handle_unknown(customers: Any) -> None:
         "city": np.array(["atlantis", "rome", np.nan], dtype=object),
         "age": np.array([30.0, 50.0, 41.0]),
     }
-    probe = probing.Probe(X=np.empty((3, 0)), kind="sample", columns=rows)
-    feeds = probing.onnx_feeds(probe, artifact.inputs)
+    feeds = probe_feeds(artifact.inputs, rows)
     assert feeds["city"].tolist() == [["atlantis"], ["rome"], [""]]
     label, proba = session.run(None, feeds)
     expected = model.predict_proba(parity.sklearn_input(rows, signature))
@@ -221,7 +222,7 @@ def test_unknown_category_is_an_error_when_the_encoder_says_so(customers: Any) -
         LogisticRegression(),
     ).fit(frame[["plan", "age"]], churn)
     signature = infer(model)
-    probe = probing.generate_columns(model, signature, rows=500)
+    probe = column_probes.generate_columns(model, signature, rows=500)
     assert probe.columns is not None
     assert set(probe.columns["plan"]) == {"free", "pro", "team"}  # never probes an unseen one
 

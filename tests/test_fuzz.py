@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from alphapulse_onnx import datafiles, loading
+from alphapulse_onnx import loading
+from alphapulse_onnx.datafiles.samples import read_csv_matrix, read_sample
 from alphapulse_onnx.errors import DataFileError, ModelLoadError
 
 FUZZ = settings(
@@ -125,7 +126,7 @@ def test_csv_readers_only_raise_data_file_errors(rows: list[list[str]]) -> None:
         path = Path(folder) / "sample.csv"
         with path.open("w", newline="", encoding="utf-8", errors="surrogatepass") as handle:
             csv.writer(handle).writerows(rows)
-        for reader in (datafiles.read_csv_matrix, datafiles.read_sample):
+        for reader in (read_csv_matrix, read_sample):
             _rows_or_one_line_error(reader, path)
 
 
@@ -135,7 +136,7 @@ def test_sample_reader_on_random_bytes(data: bytes, suffix: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"sample{suffix}"
         path.write_bytes(data)
-        _rows_or_one_line_error(datafiles.read_sample, path)
+        _rows_or_one_line_error(read_sample, path)
 
 
 @pytest.mark.parametrize("payload", [PICKLED, JOBLIBBED])

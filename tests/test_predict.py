@@ -23,6 +23,8 @@ from alphapulse_onnx.commands.convert import ConvertOptions
 from alphapulse_onnx.commands.convert import run as convert_run
 from alphapulse_onnx.commands.predict import PredictOptions, PredictResult
 from alphapulse_onnx.commands.predict import run as predict_run
+from alphapulse_onnx.prediction_columns import output_columns, output_schema
+from alphapulse_onnx.registry import Registry
 
 NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 runner = CliRunner()
@@ -209,6 +211,29 @@ def test_command_streams_chunk_by_chunk(manifest_dir: Path, iris_csv: Path) -> N
     assert [getattr(e, "rows_done", None) for e in events[:-1]] == [40, 80, 120, 150]
     assert isinstance(events[-1], PredictResult) and events[-1].rows == 150
     assert len(stream.getvalue().splitlines()) == 151
+
+
+def test_output_columns_are_named_and_filled_from_the_model(
+    manifest_dir: Path, models: dict[str, Any], iris: Any, diabetes: Any
+) -> None:
+    registry = Registry.open(manifest_dir)
+    named, gbr = registry["named"], registry["gbr"]
+    schema = output_schema(named, proba=True)
+    names = [name for name, _ in schema]
+    assert names == ["label", "proba_setosa", "proba_versicolor", "proba_virginica"]
+    assert [np.dtype(dtype).kind for _, dtype in schema] == ["U", "f", "f", "f"]
+    assert output_schema(named, proba=False) == schema[:1]
+    rows = pd.DataFrame(iris[0][:5], columns=NAMES)
+    columns = output_columns(names, named.run_prepared(named.prepare(rows), proba=True))
+    assert list(columns) == names
+    np.testing.assert_array_equal(columns["label"], models["named"].predict(rows))
+    proba = np.column_stack([columns[name] for name in names[1:]])
+    np.testing.assert_allclose(proba, models["named"].predict_proba(rows), atol=1e-5)
+
+    assert output_schema(gbr, proba=False) == [("prediction", np.float64)]
+    X = diabetes[0][:5]
+    values = output_columns(["prediction"], gbr.run_prepared(gbr.prepare(X), proba=False))
+    np.testing.assert_allclose(values["prediction"], models["gbr"].predict(X), rtol=1e-4)
 
 
 def _one_error_line(result: Any, code: int, *fragments: str) -> None:

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from alphapulse_onnx import loading
 from alphapulse_onnx.cli import app
+from alphapulse_onnx.commands import predict_dask
 
 pytest.importorskip("distributed")
 runner = CliRunner()
@@ -49,3 +50,29 @@ def test_dask_engine_needs_an_output_folder(registry: Path) -> None:
     result = runner.invoke(app, ["predict", "iris_rf", "x.parquet", "--engine", "dask"])
     assert result.exit_code == 2
     assert "-o OUTPUT_DIR" in result.stderr
+
+
+def test_dask_command_takes_an_artifact_path_and_reports_progress(
+    registry: Path, tmp_path: Path
+) -> None:
+    assert runner.invoke(app, ["convert", str(registry)]).exit_code == 0
+    X = np.random.default_rng(1).normal(5.0, 2.0, (90, 4))
+    data = tmp_path / "rows"
+    data.mkdir()
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(4)])
+    for i in range(3):
+        frame.iloc[i * 30 : (i + 1) * 30].to_parquet(data / f"part-{i}.parquet")
+    options = predict_dask.DaskPredictOptions(
+        model=str(registry / "onnx" / "iris_rf.onnx"),  # its manifest is found beside it
+        input=str(data),
+        output_dir=tmp_path / "out",
+        proba=False,
+    )
+    progress: list[tuple[int, int]] = []
+    result = predict_dask.run(
+        options, on_progress=lambda done, total: progress.append((done, total))
+    )
+    assert result.model == "iris_rf" and result.rows == 90 and result.columns == ("label",)
+    assert progress[-1] == (3, 3)
+    model = loading.load(registry / "iris_rf.joblib").estimator
+    np.testing.assert_array_equal(pd.read_parquet(tmp_path / "out")["label"], model.predict(X))

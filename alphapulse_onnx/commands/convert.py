@@ -23,7 +23,6 @@ from alphapulse_onnx import (
     __version__,
     checking,
     conversion,
-    datafiles,
     discovery,
     loading,
     parallel,
@@ -35,6 +34,7 @@ from alphapulse_onnx import (
 from alphapulse_onnx import manifest as manifest_io
 from alphapulse_onnx._fsutil import atomic_write_bytes, sha256_bytes, sha256_file
 from alphapulse_onnx.commands.events import Started
+from alphapulse_onnx.datafiles.samples import read_sample
 from alphapulse_onnx.discovery import ModelRef
 from alphapulse_onnx.errors import ApoError, InputError, failure_line
 from alphapulse_onnx.lock import OutputLock
@@ -326,7 +326,7 @@ def run(options: ConvertOptions) -> Iterator[Started | ManifestEntry]:
     sample_error: str | None = None
     if options.sample is not None:
         try:
-            sample = datafiles.read_sample(options.sample)
+            sample = read_sample(options.sample)
         except ApoError as exc:
             # A table with text columns (or a Parquet file) still serves per-column models.
             if not checking.readable_table(options.sample):

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
-from alphapulse_onnx import datafiles
 from alphapulse_onnx import manifest as manifest_io
+from alphapulse_onnx.datafiles.readers import open_table
+from alphapulse_onnx.datafiles.writers import open_writer, output_format
 from alphapulse_onnx.errors import InputError, InvalidInputError
 from alphapulse_onnx.loading import DEFAULT_POLICY, TrustPolicy
+from alphapulse_onnx.prediction_columns import output_columns, output_schema
 from alphapulse_onnx.registry import Model, Registry
 
 DEFAULT_REGISTRY = Path("models/onnx")
@@ -87,9 +87,12 @@ def _manifest_listing(artifact: Path) -> tuple[Path, str] | None:
     return None
 
 
-def resolve_manifest(options: PredictOptions) -> tuple[Path, str]:
-    """The manifest and model name ``options.model`` means, without opening any session."""
-    spec = options.model
+def resolve_manifest(spec: str, registry: Path) -> tuple[Path, str]:
+    """The manifest and model name ``spec`` means, without opening any session.
+
+    ``spec`` is a model name in ``registry``'s manifest, or a path to an artifact that a manifest
+    beside or above it lists (``registry`` is then not used).
+    """
     path = Path(spec)
     if spec.lower().endswith(".onnx") or (path.suffix and path.is_file()):
         if not path.is_file():
@@ -102,7 +105,7 @@ def resolve_manifest(options: PredictOptions) -> tuple[Path, str]:
                 hint="pass the model's name with --registry, or rerun `apo convert`",
             )
         return found
-    manifest_path = manifest_io.resolve_path(options.registry)
+    manifest_path = manifest_io.resolve_path(registry)
     manifest = manifest_io.read(manifest_path)
     try:
         return manifest_path, manifest.entry(spec).name
@@ -113,25 +116,9 @@ def resolve_manifest(options: PredictOptions) -> tuple[Path, str]:
 def open_model(options: PredictOptions) -> tuple[Registry, Model]:
     """The registry and model ``options.model`` names (a manifest name or an artifact path)."""
     providers = [options.provider] if options.provider else None
-    manifest_path, name = resolve_manifest(options)
+    manifest_path, name = resolve_manifest(options.model, options.registry)
     registry = Registry.open(manifest_path, providers=providers, policy=options.policy)
     return registry, registry[name]
-
-
-def output_schema(model: Model, proba: bool) -> list[tuple[str, Any]]:
-    """Columns: ``label`` and ``proba_<class>`` (classifiers) or ``prediction`` (regressors)."""
-    if model.task == "classification":
-        classes = model.classes
-        assert classes is not None
-        schema: list[tuple[str, Any]] = [("label", classes.dtype)]
-        if proba:
-            schema += [(f"proba_{c}", np.float64) for c in classes.tolist()]
-        return schema
-    outputs = model.entry.outputs
-    width = outputs[0].shape[1] if outputs and len(outputs[0].shape) > 1 else 1
-    if isinstance(width, int) and width > 1:
-        return [(f"prediction_{i}", np.float64) for i in range(width)]
-    return [("prediction", np.float64)]
 
 
 def _in_file(exc: InvalidInputError, source: str, first_row: int) -> InvalidInputError:
@@ -162,7 +149,7 @@ def run(
     started = time.perf_counter()
     if options.chunk_size < 1:
         raise InputError("--chunk-size must be at least 1")
-    fmt = datafiles.output_format(options.output)
+    fmt = output_format(options.output)
     _, model = open_model(options)
     classifier = model.task == "classification"
     if options.proba and not classifier:
@@ -178,10 +165,10 @@ def run(
     rows = 0
     source = options.input
     with (
-        datafiles.open_table(
+        open_table(
             source, chunk_size=options.chunk_size, feature_names=model.feature_names, stdin=stdin
         ) as reader,
-        datafiles.open_writer(options.output, schema, stdout=stdout) as writer,
+        open_writer(options.output, schema, stdout=stdout) as writer,
     ):
         for chunk in reader:
             try:
@@ -189,19 +176,9 @@ def run(
             except InvalidInputError as exc:
                 raise _in_file(exc, reader.path, chunk.first_row) from None
             outputs = model.run_prepared(prepared, proba=want_proba)
-            assert outputs.predictions is not None
-            columns: dict[str, np.ndarray] = {}
-            predictions = outputs.predictions
-            if predictions.ndim == 2:
-                for i, name in enumerate(names[: predictions.shape[1]]):
-                    columns[name] = predictions[:, i]
-            else:
-                columns[names[0]] = predictions
-            if outputs.probabilities is not None:
-                for i, name in enumerate(names[1:]):
-                    columns[name] = outputs.probabilities[:, i]
+            columns = output_columns(names, outputs)
             writer.write(columns)
-            rows += len(predictions)
+            rows += len(columns[names[0]])
             yield ChunkDone(rows, reader.total_rows)
     yield PredictResult(
         model=model.name,

@@ -17,9 +17,10 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
-from alphapulse_onnx import checking, conversion, datafiles, loading, probing, runtime
+from alphapulse_onnx import checking, conversion, loading, probing, runtime
 from alphapulse_onnx import manifest as manifest_io
 from alphapulse_onnx.commands.events import Started
+from alphapulse_onnx.datafiles.samples import read_sample
 from alphapulse_onnx.errors import InputError, failure_line
 from alphapulse_onnx.lock import OutputLock
 from alphapulse_onnx.manifest import Manifest, ManifestEntry
@@ -91,7 +92,7 @@ def open_manifest(target: Path) -> tuple[Path, Manifest]:
 def run(options: ValidateOptions) -> Iterator[Started | ModelCheck]:
     """Yield the number of models, then each model's ``ModelCheck`` in manifest order."""
     path, manifest = open_manifest(options.target)
-    sample = datafiles.read_sample(options.sample) if options.sample is not None else None
+    sample = read_sample(options.sample) if options.sample is not None else None
     registry = manifest_io.registry_dir(path, manifest)
     runnable = tuple(runtime.runnable_providers()) or ("CPUExecutionProvider",)
     with OutputLock(path.parent, shared=True):  # not while `apo convert` rewrites the folder

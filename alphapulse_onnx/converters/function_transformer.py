@@ -2,7 +2,8 @@
 
 skl2onnx converts a ``FunctionTransformer`` only when ``func`` is ``None``. Real registries use
 ``FunctionTransformer(np.log1p)`` and friends; the safe loader admits exactly the ufuncs in
-``alphapulse_onnx.loading.SAFE_UFUNCS``, and each of them has an exact ONNX counterpart below.
+``alphapulse_onnx.loading.SAFE_UFUNCS``, and each of them has an exact ONNX counterpart in
+``UFUNCS`` below, which also records its numpy inverse and domain for the probe generator.
 Anything else (a lambda, a user function, ``kw_args``) stays unsupported, with a message that says
 which function it was.
 """
@@ -11,14 +12,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from alphapulse_onnx.errors import UnsupportedModelError
 
-# A ufunc name -> a builder: (emit, x) -> output name. ``emit(op, inputs, **attrs)`` adds one node;
-# ``const(value)`` adds a scalar of the input's float type.
+# One ufunc as ONNX: (graph, x) -> the result's name. ``graph.op(op_type, inputs, **attrs)`` adds
+# one node; ``graph.const(value)`` adds a scalar of the input's float type.
 Builder = Callable[["_Graph", str], str]
 
 
@@ -94,52 +96,52 @@ def _trunc(g: _Graph, x: str) -> str:
     return g.op("Mul", [g.op("Sign", [x]), g.op("Floor", [g.op("Abs", [x])])])
 
 
-UFUNC_BUILDERS: dict[str, Builder] = {
-    "log1p": lambda g, x: g.op("Log", [g.op("Add", [x, g.const(1.0)])]),
-    "expm1": lambda g, x: g.op("Sub", [g.op("Exp", [x]), g.const(1.0)]),
-    "log": _unary("Log"),
-    "log2": _log_base(2.0),
-    "log10": _log_base(10.0),
-    "exp": _unary("Exp"),
-    "exp2": lambda g, x: g.op("Pow", [g.const(2.0), x]),
-    "sqrt": _unary("Sqrt"),
-    "cbrt": _cbrt,
-    "square": lambda g, x: g.op("Mul", [x, x]),
-    "abs": _unary("Abs"),
-    "absolute": _unary("Abs"),
-    "fabs": _unary("Abs"),
-    "negative": _unary("Neg"),
-    "reciprocal": _unary("Reciprocal"),
-    "sign": _unary("Sign"),
-    "tanh": _unary("Tanh"),
-    "sinh": _native_in_float("Sinh", _sinh),
-    "cosh": _native_in_float("Cosh", _cosh),
-    "arcsinh": _native_in_float("Asinh", _asinh),
-    "arctan": _native_in_float("Atan", _atan_via_float),  # float precision in double graphs
-    "sin": _unary("Sin"),
-    "cos": _unary("Cos"),
-    "floor": _unary("Floor"),
-    "ceil": _unary("Ceil"),
-    "rint": _unary("Round"),  # both round half to even
-    "trunc": _trunc,
+@dataclass(frozen=True)
+class SafeUfunc:
+    """What apo knows about one ufunc the safe loader admits."""
+
+    onnx: Builder  # the same function as ONNX operators
+    # numpy's inverse, where it has one: probes drawn after the function map back to raw inputs
+    inverse: Callable[[np.ndarray], np.ndarray] | None = None
+    # NaN below zero (log1p below -1): matrix probes through it are folded to |x|; column probes
+    # stay inside the domain through ``inverse``, which every such ufunc has
+    nonnegative: bool = False
+
+
+# One row per name in ``alphapulse_onnx.loading.SAFE_UFUNCS``; the converter and the probe
+# generator both read it.
+UFUNCS: dict[str, SafeUfunc] = {
+    "log1p": SafeUfunc(
+        lambda g, x: g.op("Log", [g.op("Add", [x, g.const(1.0)])]), np.expm1, nonnegative=True
+    ),
+    "expm1": SafeUfunc(lambda g, x: g.op("Sub", [g.op("Exp", [x]), g.const(1.0)]), np.log1p),
+    "log": SafeUfunc(_unary("Log"), np.exp, nonnegative=True),
+    "log2": SafeUfunc(_log_base(2.0), np.exp2, nonnegative=True),
+    "log10": SafeUfunc(_log_base(10.0), lambda v: np.power(10.0, v), nonnegative=True),
+    "exp": SafeUfunc(_unary("Exp"), np.log),
+    "exp2": SafeUfunc(lambda g, x: g.op("Pow", [g.const(2.0), x]), np.log2),
+    "sqrt": SafeUfunc(_unary("Sqrt"), np.square, nonnegative=True),
+    "cbrt": SafeUfunc(_cbrt, lambda v: np.power(v, 3.0)),
+    "square": SafeUfunc(lambda g, x: g.op("Mul", [x, x]), lambda v: np.sqrt(np.abs(v))),
+    "abs": SafeUfunc(_unary("Abs")),
+    "absolute": SafeUfunc(_unary("Abs")),
+    "fabs": SafeUfunc(_unary("Abs")),
+    "negative": SafeUfunc(_unary("Neg"), np.negative),
+    "reciprocal": SafeUfunc(_unary("Reciprocal"), np.reciprocal),
+    "sign": SafeUfunc(_unary("Sign")),
+    "tanh": SafeUfunc(_unary("Tanh")),
+    "sinh": SafeUfunc(_native_in_float("Sinh", _sinh), np.arcsinh),
+    "cosh": SafeUfunc(_native_in_float("Cosh", _cosh)),
+    "arcsinh": SafeUfunc(_native_in_float("Asinh", _asinh), np.sinh),
+    # float precision in double graphs: onnxruntime has no double Atan
+    "arctan": SafeUfunc(_native_in_float("Atan", _atan_via_float)),
+    "sin": SafeUfunc(_unary("Sin")),
+    "cos": SafeUfunc(_unary("Cos")),
+    "floor": SafeUfunc(_unary("Floor")),
+    "ceil": SafeUfunc(_unary("Ceil")),
+    "rint": SafeUfunc(_unary("Round")),  # both round half to even
+    "trunc": SafeUfunc(_trunc),
 }
-# numpy's inverse of each ufunc where it has one (used by the probe generator).
-INVERSES: dict[str, str] = {
-    "log1p": "expm1",
-    "expm1": "log1p",
-    "log": "exp",
-    "exp": "log",
-    "sqrt": "square",
-    "log2": "exp2",
-    "exp2": "log2",
-    "negative": "negative",
-    "reciprocal": "reciprocal",
-    "arcsinh": "sinh",
-    "sinh": "arcsinh",
-    "cbrt": "cbrt",
-}
-# Functions defined only for x > -1 (log1p) or x >= 0 / x > 0: probes keep inside the domain.
-POSITIVE_DOMAIN = frozenset({"log1p", "log", "log2", "log10", "sqrt", "reciprocal"})
 
 
 def ufunc_name(transformer: Any) -> str | None:
@@ -147,12 +149,12 @@ def ufunc_name(transformer: Any) -> str | None:
     func = transformer.func
     if func is None:
         return None
-    if not isinstance(func, np.ufunc) or func.__name__ not in UFUNC_BUILDERS:
+    if not isinstance(func, np.ufunc) or func.__name__ not in UFUNCS:
         what = getattr(func, "__qualname__", None) or type(func).__name__
         module = getattr(func, "__module__", None) or "numpy"
         raise UnsupportedModelError(
             f"FunctionTransformer(func={module}.{what}) has no ONNX form "
-            f"(apo converts the numpy ufuncs {', '.join(sorted(UFUNC_BUILDERS))})"
+            f"(apo converts the numpy ufuncs {', '.join(sorted(UFUNCS))})"
         )
     if transformer.kw_args:
         raise UnsupportedModelError(f"FunctionTransformer({func.__name__}) with kw_args")
@@ -194,7 +196,7 @@ def _convert(scope: Any, operator: Any, container: Any) -> None:
     ]
     # Concat, not FeatureVectorizer: the latter rounds doubles through float32.
     joined = parts[0] if len(parts) == 1 else graph.op("Concat", parts, axis=1)
-    result = joined if name is None else UFUNC_BUILDERS[name](graph, joined)
+    result = joined if name is None else UFUNCS[name].onnx(graph, joined)
     container.add_node(
         "Identity",
         [result],

@@ -1,5 +1,9 @@
 """How ``apo predict`` looks: predictions on stdout or in a file, a progress bar for big inputs on a
-terminal, the scikit-learn fallback as one warning line, and a summary (JSON with ``--json``)."""
+terminal, the scikit-learn fallback as one warning line, and a summary (JSON with ``--json``).
+
+The same for ``--engine dask``: a bar of partitions scored and a one-line summary. Views only
+render; the commands (``commands.predict``, ``commands.predict_dask``) do the work.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,11 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from alphapulse_onnx import render
-from alphapulse_onnx.commands.predict import ChunkDone, PredictOptions, PredictResult
+from alphapulse_onnx.commands.predict import ChunkDone, PredictResult
 
 if TYPE_CHECKING:
     from alphapulse_onnx.distributed import ScoreResult
@@ -81,31 +85,22 @@ def show(result: PredictResult, *, as_json: bool) -> None:
         )
 
 
-def run_dask(options: PredictOptions, *, scheduler: str | None, partitions: int | None,
-             keep_columns: bool, quiet: bool) -> ScoreResult:  # fmt: skip
-    """``apo predict --engine dask``: the model resolved as for the local engine, scored on Dask."""
-    from alphapulse_onnx import distributed
-    from alphapulse_onnx.commands.predict import resolve_manifest
+@contextlib.contextmanager
+def dask_progress(*, quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A bar of partitions scored, on a terminal unless ``quiet``: yields what advances it.
 
-    assert options.output is not None
-    manifest_path, name = resolve_manifest(options)
-    kwargs: dict[str, Any] = {
-        "scheduler": scheduler,
-        "partitions": partitions,
-        "keep_columns": keep_columns,
-        "proba": options.proba is not False,
-    }
+    Without a bar it yields ``None``, and scoring runs with no progress callback at all.
+    """
     if not render.show_progress(quiet):
-        return distributed.score_dataset(manifest_path, name, options.input, options.output,
-                                         **kwargs)  # fmt: skip
+        yield None
+        return
     with render.progress_bar() as progress:
         task = progress.add_task("scoring partitions", total=None, status="")
 
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        return distributed.score_dataset(manifest_path, name, options.input, options.output,
-                                         on_progress=advance, **kwargs)  # fmt: skip
+        yield advance
 
 
 def show_dask(result: ScoreResult, *, as_json: bool) -> None:
