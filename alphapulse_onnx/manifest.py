@@ -22,7 +22,9 @@ from typing import Any, Literal
 from alphapulse_onnx import __version__
 from alphapulse_onnx._fsutil import atomic_write_text, sha256_bytes, sha256_file
 from alphapulse_onnx.errors import ManifestError, TamperError
+from alphapulse_onnx.measurements import BenchRecord, Machine, SessionRecord, json_object
 from alphapulse_onnx.parity import ParityReport, Tolerance
+from alphapulse_onnx.runtime import SessionSettings
 from alphapulse_onnx.signature import TensorSpec
 
 SCHEMA_VERSION = 1
@@ -71,12 +73,17 @@ class ManifestEntry:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     build_key: str | None = None  # hash of apo version + options: unchanged means reusable
-    session: dict[str, Any] | None = None  # tuned onnxruntime settings (apo bench)
-    bench: dict[str, Any] | None = None
+    session: SessionRecord | None = None  # tuned onnxruntime settings (apo bench)
+    bench: BenchRecord | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def session_settings(self) -> SessionSettings:
+        """What to open this model's sessions with: the recorded settings, else the defaults."""
+        return self.session.settings if self.session is not None else SessionSettings()
 
     def to_json(self) -> dict[str, Any]:
         raw = asdict(self)
@@ -85,6 +92,8 @@ class ManifestEntry:
         for key in ("classes", "feature_names", "providers", "warnings"):
             if raw[key] is not None:
                 raw[key] = list(raw[key])
+        raw["session"] = self.session.to_json() if self.session is not None else None
+        raw["bench"] = self.bench.to_json() if self.bench is not None else None
         return raw
 
     @classmethod
@@ -94,6 +103,8 @@ class ManifestEntry:
         try:
             artifact = raw.get("artifact")
             validation = raw.get("validation")
+            session = json_object(raw.get("session"))
+            bench = json_object(raw.get("bench"))
             return cls(
                 name=str(raw["name"]),
                 status=raw["status"],
@@ -115,8 +126,8 @@ class ManifestEntry:
                 timings=dict(raw.get("timings") or {}),
                 warnings=tuple(raw.get("warnings") or ()),
                 build_key=raw.get("build_key"),
-                session=raw.get("session"),
-                bench=raw.get("bench"),
+                session=SessionRecord.from_json(session) if session else None,
+                bench=BenchRecord.from_json(bench) if bench else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             name = raw.get("name", "?")
@@ -148,7 +159,7 @@ class Manifest:
     models: tuple[ManifestEntry, ...]
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     tool: dict[str, str | None] = field(default_factory=tool_versions)
-    machine: dict[str, Any] | None = None  # described by apo bench
+    machine: Machine | None = None  # described by apo bench
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -157,7 +168,7 @@ class Manifest:
             "created": self.created,
             "registry": self.registry,
             "tool": self.tool,
-            "machine": self.machine,
+            "machine": self.machine.to_json() if self.machine is not None else None,
             "models": [entry.to_json() for entry in self.models],
         }
 
@@ -280,12 +291,13 @@ def read(path: Path) -> Manifest:
     models = raw["models"]
     if not isinstance(models, list):
         raise ManifestError("'models' is not a list", path=path)
+    machine = json_object(raw.get("machine"))
     return Manifest(
         registry=str(raw.get("registry", "..")),
         models=tuple(ManifestEntry.from_json(m, where=str(path)) for m in models),
         created=str(raw.get("created", "")),
         tool=dict(raw.get("tool") or {}),
-        machine=raw.get("machine"),
+        machine=Machine.from_json(machine) if machine else None,
         schema_version=SCHEMA_VERSION,
     )
 

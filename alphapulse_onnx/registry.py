@@ -548,17 +548,10 @@ class Registry:
         with self._lock:
             session = self._sessions.get(key)
             if session is None:
-                settings = self.settings or _settings(entry)
+                settings = self.settings or entry.session_settings
                 session = runtime.make_session(data, list(self.providers), settings)
                 self._sessions[key] = session
             return session
-
-
-def _settings(entry: ManifestEntry) -> runtime.SessionSettings:
-    try:
-        return runtime.SessionSettings.from_json(entry.session)
-    except (TypeError, ValueError):
-        return runtime.SessionSettings()
 
 
 __all__ = ["ApoError", "Model", "Outputs", "Registry"]

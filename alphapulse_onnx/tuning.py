@@ -12,8 +12,8 @@ scikit-learn is timed alongside. The best settings at each batch size are record
 and one setting for the model as a whole: the one whose worst slowdown against the best at any
 batch size is smallest, among those that stay clearly ahead of scikit-learn everywhere; when
 none does, the one that comes closest to it where apo is weakest (``choose``). That one goes to
-the top level of the manifest entry's ``session``, which is what ``Registry`` and ``apo predict``
-read with ``SessionSettings.from_json``.
+the top level of the manifest entry's ``session`` (``SessionRecord``), which is what ``Registry``
+and ``apo predict`` open sessions with (``ManifestEntry.session_settings``).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 
 from alphapulse_onnx import benchmark, runtime
+from alphapulse_onnx.measurements import SessionBand, SessionRecord, TuningSummary
 from alphapulse_onnx.runtime import SessionSettings
 
 MAX_THREAD_CANDIDATES = 6
@@ -88,28 +88,28 @@ class TuneResult:
                 return trial.p50_s
         return None
 
-    def to_session_json(self, *, cpu: str, cores: int) -> dict[str, Any]:
-        """The manifest's ``session``: flat best settings first (what Registry reads), then why."""
-        return {
-            **self.best.to_json(),
-            "tuned": {
-                "provider": self.provider,
-                "cpu": cpu,
-                "cores": cores,
-                "worst_regret": round(self.worst_regret, 4),
-                "candidates": len({t.settings for t in self.trials}),
-            },
-            "bands": [
-                {
-                    "batch_size": size,
-                    "settings": settings.to_json(),
-                    "p50_ms": round(p50 * 1e3, 6),
-                    "default_p50_ms": _ms(self.default_p50(size)),
-                    "sklearn_p50_ms": _ms(self.baseline_p50.get(size)),
-                }
+    def session_record(self, *, cpu: str, cores: int) -> SessionRecord:
+        """The manifest's ``session``: the best settings (what Registry reads), then why."""
+        return SessionRecord(
+            settings=self.best,
+            tuned=TuningSummary(
+                provider=self.provider,
+                cpu=cpu,
+                cores=cores,
+                worst_regret=round(self.worst_regret, 4),
+                candidates=len({t.settings for t in self.trials}),
+            ),
+            bands=tuple(
+                SessionBand(
+                    batch_size=size,
+                    settings=settings,
+                    p50_ms=round(p50 * 1e3, 6),
+                    default_p50_ms=_ms(self.default_p50(size)),
+                    sklearn_p50_ms=_ms(self.baseline_p50.get(size)),
+                )
                 for size, (settings, p50) in sorted(self.bands.items())
-            ],
-        }
+            ),
+        )
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -9,8 +9,9 @@
 - INT8: ``onnxruntime.quantization.quantize_dynamic`` on the MatMul/Gemm weights (MLPs, and
   linear models expressed as MatMul). Graphs without such nodes are reported unchanged.
 
-Building is separate from validation: commands/bench.py checks every built variant against
-scikit-learn like any artifact and keeps it only when parity holds within the tolerance.
+``make`` builds a variant, checks it against scikit-learn on the probe rows like any artifact (as
+a lossy one: ``parity.compare(lossy=True)``), and keeps it, written next to the artifact, only
+when parity holds within the tolerance.
 """
 
 from __future__ import annotations
@@ -19,21 +20,22 @@ import contextlib
 import logging
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto
 
-from alphapulse_onnx import parity
+from alphapulse_onnx import parity, probing, runtime
+from alphapulse_onnx._fsutil import atomic_write_bytes, sha256_bytes
 from alphapulse_onnx.errors import first_line
+from alphapulse_onnx.manifest import ArtifactInfo
+from alphapulse_onnx.measurements import VariantName, VariantReport, VariantStatus
 from alphapulse_onnx.parity import ParityReport, Tolerance
 from alphapulse_onnx.signature import InputSignature
 
-VariantName = Literal["fp16", "int8"]
-Status = Literal["kept", "rejected", "unchanged", "unavailable"]
 ML_DOMAIN = "ai.onnx.ml"
 QUANTIZABLE = ("MatMul", "Gemm")
 # Nodes that only move or relabel data: FP16 there changes no arithmetic.
@@ -65,36 +67,6 @@ class Built:
     kept_float32_ops: tuple[str, ...]
     note: str
     tool: str | None = None
-
-
-@dataclass(frozen=True)
-class VariantReport:
-    """What the bench reports for a variant: built, changed, validated, kept (and where)."""
-
-    name: VariantName
-    status: Status
-    note: str
-    nodes_total: int = 0
-    nodes_changed: int = 0
-    changed_ops: tuple[str, ...] = ()
-    tool: str | None = None
-    parity: ParityReport | None = None
-    artifact: str | None = None  # path relative to the manifest folder, when kept
-    sha256: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "note": self.note,
-            "nodes_total": self.nodes_total,
-            "nodes_changed": self.nodes_changed,
-            "changed_ops": list(self.changed_ops),
-            "tool": self.tool,
-            "parity": self.parity.to_json() if self.parity else None,
-            "artifact": self.artifact,
-            "sha256": self.sha256,
-        }
 
 
 def _named(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -290,52 +262,91 @@ def build(name: VariantName, onnx_bytes: bytes, *, precision: str) -> Built:
     return build_fp16(onnx_bytes) if name == "fp16" else build_int8(onnx_bytes)
 
 
-def validate(
-    model: Any,
-    signature: InputSignature,
-    X: np.ndarray,
-    outputs: list[np.ndarray],
+@dataclass(frozen=True)
+class Reference:
+    """What a variant must agree with: scikit-learn's answers on the probe rows, to tolerance."""
+
+    model: Any
+    signature: InputSignature
+    probe: probing.Probe
+    input_name: str  # the artifact's one float input
+    tolerance: Tolerance
+
+
+def check(reference: Reference, onnx_bytes: bytes, provider: str) -> ParityReport:
+    """Run the variant on ``provider`` over the probe rows and compare it with scikit-learn, as a
+    lossy artifact: its labels may differ where its tolerance allows (see ``parity``)."""
+    session = runtime.make_session(onnx_bytes, [provider])
+    X = reference.probe.X
+    feeds = {reference.input_name: np.ascontiguousarray(X, dtype=np.float32)}
+    outputs = runtime.run(session, feeds)
+    return parity.compare(
+        reference.model,
+        reference.signature,
+        X,
+        outputs,
+        probe=reference.probe.kind,
+        precision="float32",  # variants start from float32 artifacts and keep float32 outputs
+        tolerance=reference.tolerance,
+        lossy=True,
+    )
+
+
+def make(
+    name: VariantName,
+    artifact: ArtifactInfo,
+    onnx_bytes: bytes,
+    reference: Reference,
     *,
-    probe: str,
-    tolerance: Tolerance,
-) -> ParityReport:
-    """Parity for a lossy variant: like any artifact, except that a label may flip where a
-    probability error within ``proba_atol`` can flip it (scikit-learn's top two classes within
-    ``2 * proba_atol``). Those rows are counted as ties; everything else must match."""
-    report = parity.compare(
-        model, signature, X, outputs, probe=probe, precision="float32", tolerance=tolerance
+    provider: str,
+    manifest_dir: Path,
+) -> tuple[VariantReport, bytes | None]:
+    """Build the variant of ``artifact`` (whose bytes are ``onnx_bytes``), check it on ``provider``
+    and, when parity holds, write it next to the artifact; its bytes come back only when kept."""
+    built = build(name, onnx_bytes, precision=artifact.precision)
+
+    def report(status: VariantStatus, note: str, **extra: Any) -> VariantReport:
+        return VariantReport(
+            name,
+            status,
+            note,
+            nodes_total=built.nodes_total,
+            nodes_changed=built.nodes_changed,
+            changed_ops=built.changed_ops,
+            tool=built.tool,
+            **extra,
+        )
+
+    if built.onnx_bytes is None:
+        failed = "failed" in built.note or "not installed" in built.note
+        status: VariantStatus = "unchanged" if built.nodes_total and not failed else "unavailable"
+        return report(status, built.note), None
+    try:
+        checked = check(reference, built.onnx_bytes, provider)
+    except Exception as exc:
+        return report(
+            "unavailable", f"{built.note}; does not run on {provider}: {first_line(exc)}"
+        ), None
+    if not checked.passed:
+        tolerance = reference.tolerance
+        note = (
+            f"{built.note}; rejected: {checked.reason} (tolerance: proba atol "
+            f"{tolerance.proba_atol:g}, regression rtol {tolerance.regression_rtol:g})"
+        )
+        return report("rejected", note, parity=checked), None
+    rel = artifact_path(artifact.path, name)
+    atomic_write_bytes(manifest_dir / rel, built.onnx_bytes)
+    kept = report(
+        "kept", built.note, parity=checked, artifact=rel, sha256=sha256_bytes(built.onnx_bytes)
     )
-    if report.passed or signature.task != "classification" or len(outputs) < 2:
-        return report
-    frame = parity.sklearn_input(X, signature)
-    expected = model.predict_proba(frame)
-    got = np.asarray(outputs[1], dtype=np.float64).reshape(expected.shape)
-    proba_bad = (np.abs(got - expected).max(axis=1) > tolerance.proba_atol) | ~np.isfinite(got).all(
-        axis=1
-    )
-    labels = np.asarray(model.predict(frame)).astype(str) != np.asarray(outputs[0]).astype(str)
-    ordered = np.sort(expected, axis=1)
-    near = (ordered[:, -1] - ordered[:, -2]) <= 2 * tolerance.proba_atol
-    bad = proba_bad | (labels & ~near)
-    mismatches = int(bad.sum())
-    reason = None
-    if mismatches:
-        parts = []
-        if (labels & ~near).any():
-            parts.append(f"{int((labels & ~near).sum())} of {report.rows} labels differ")
-        if proba_bad.any():
-            parts.append(
-                f"probabilities differ by up to {report.max_abs_diff:.3g} "
-                f"(> {tolerance.proba_atol:g})"
-            )
-        reason = "; ".join(parts)
-    return replace(
-        report,
-        passed=mismatches == 0,
-        ties=int((labels & near).sum()),
-        mismatches=mismatches,
-        reason=reason,
-    )
+    return kept, built.onnx_bytes
+
+
+def artifact_path(artifact_rel: str, name: VariantName) -> str:
+    """Where a kept variant goes, relative to the manifest's folder: ``NAME.fp16.onnx`` beside
+    ``NAME.onnx``."""
+    stem = artifact_rel[: -len(".onnx")] if artifact_rel.endswith(".onnx") else artifact_rel
+    return f"{stem}.{name}.onnx"
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
-from alphapulse_onnx import runtime
+from alphapulse_onnx import manifest, runtime
 from alphapulse_onnx.cli import app
 from alphapulse_onnx.runtime import SessionSettings
 
@@ -99,6 +99,14 @@ def test_json_figures_are_consistent_and_land_in_the_manifest(out: Path) -> None
         assert entry["validation"] == previous["validation"]
     leftovers = [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".apo.lock"]
     assert leftovers == []  # atomic writes leave no temporary files behind
+    _assert_reads_back_unchanged(out / "manifest.json")
+
+
+def _assert_reads_back_unchanged(path: Path) -> None:
+    """The typed records hold everything bench wrote: reading and writing changes no byte."""
+    written = path.read_bytes()
+    manifest.write(path, manifest.read(path))
+    assert path.read_bytes() == written
 
 
 def test_tuning_records_settings_that_registry_uses(out: Path) -> None:
@@ -119,7 +127,8 @@ def test_tuning_records_settings_that_registry_uses(out: Path) -> None:
     served = Registry.open(out)["iris_rf"]  # ...which Registry reads from the manifest
     assert served.engine == "onnxruntime"
     assert model["apo_path"] == "registry"
-    assert SessionSettings.from_json(Registry.open(out).manifest.entry("iris_rf").session) == tuned
+    assert Registry.open(out).manifest.entry("iris_rf").session_settings == tuned
+    _assert_reads_back_unchanged(out / "manifest.json")
 
 
 def test_min_speedup_gate(out: Path) -> None:
@@ -171,6 +180,7 @@ def test_variants_are_gated_by_parity_and_report_what_changed(out: Path) -> None
     for model in by_name.values():  # a variant that was not kept is never timed
         kept = {v["name"] for v in model["variants"] if v["status"] == "kept"}
         assert {r["variant"] for r in model["results"]} - {"-", "fp32"} == kept
+    _assert_reads_back_unchanged(out / "manifest.json")
 
 
 def test_a_variant_outside_the_tolerance_is_rejected_not_timed(out: Path) -> None:

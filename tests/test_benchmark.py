@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 import math
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import alphapulse_onnx
 from alphapulse_onnx import benchmark, conversion, runtime, tuning, variants
 from alphapulse_onnx.runtime import SessionSettings
 from alphapulse_onnx.signature import infer
@@ -184,13 +187,14 @@ def test_tune_records_settings_registry_can_read(artifacts: dict[str, tuple[Any,
     assert result.best in candidates
     assert set(result.bands) == {1, 64}
     assert result.worst_regret >= 1.0
-    raw = result.to_session_json(cpu="test cpu", cores=2)
+    session = result.session_record(cpu="test cpu", cores=2)
+    raw = session.to_json()
     assert SessionSettings.from_json(raw) == result.best  # what Registry reads back
     assert [band["batch_size"] for band in raw["bands"]] == [1, 64]
     assert raw["tuned"]["cores"] == 2
-    for band in raw["bands"]:
-        assert band["p50_ms"] > 0 and band["default_p50_ms"] is not None
-        assert band["sklearn_p50_ms"] > 0
+    for band in session.bands:
+        assert band.p50_ms > 0 and band.default_p50_ms is not None
+        assert band.sklearn_p50_ms is not None and band.sklearn_p50_ms > 0
 
 
 # ---------------------------------------------------------------------------- variants
@@ -237,3 +241,19 @@ def test_int8_quantizes_matmuls_only(artifacts: dict[str, Any], data: Any) -> No
 def test_variants_start_from_float32_only(artifacts: dict[str, Any]) -> None:
     built = variants.build("fp16", artifacts["mlp"][1], precision="float64")
     assert built.onnx_bytes is None and "float64" in built.note
+
+
+# ---------------------------------------------------------------------------- layering
+
+
+@pytest.mark.parametrize("module", ["benchmark", "engines", "tuning", "variants"])
+def test_bench_building_blocks_never_import_commands_or_views(module: str) -> None:
+    path = Path(alphapulse_onnx.__file__).parent / f"{module}.py"
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+        elif isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+    upward = ("alphapulse_onnx.commands", "alphapulse_onnx.views")
+    assert not [name for name in imported if name.startswith(upward)]

@@ -27,6 +27,7 @@ import numpy as np
 from alphapulse_onnx import (
     __version__,
     benchmark,
+    engines,
     loading,
     parity,
     probing,
@@ -35,19 +36,28 @@ from alphapulse_onnx import (
     variants,
 )
 from alphapulse_onnx import manifest as manifest_io
-from alphapulse_onnx._fsutil import atomic_write_bytes, sha256_bytes
-from alphapulse_onnx.errors import InputError, ProviderError, failure_line, first_line
+from alphapulse_onnx.engines import APO, BARE, SKLEARN
+from alphapulse_onnx.errors import InputError, ProviderError, failure_line
 from alphapulse_onnx.lock import OutputLock
-from alphapulse_onnx.manifest import Manifest, ManifestEntry
+from alphapulse_onnx.manifest import ArtifactInfo, Manifest, ManifestEntry
+from alphapulse_onnx.measurements import (
+    ApoPath,
+    BenchRecord,
+    BenchResult,
+    Machine,
+    MachineProvider,
+    SessionRecord,
+    VariantName,
+    VariantReport,
+)
+from alphapulse_onnx.parity import ParityReport
 from alphapulse_onnx.runtime import SessionSettings
-from alphapulse_onnx.signature import InputSignature, infer
+from alphapulse_onnx.signature import infer
 
 DEFAULT_BATCH_SIZES = (1, 64, 1024, 16384)
 DEFAULT_PROVIDERS = ("cpu", "cuda")
 DEFAULT_BUDGET_S = 0.5
 PARITY_ROWS = 2048
-APO = "onnx"  # apo's own path: what Registry delivers
-BARE = "ort-bare"  # a bare onnxruntime session, default settings: run(None, {"X": X as float32})
 
 
 @dataclass(frozen=True)
@@ -71,8 +81,8 @@ class BenchOptions:
         return manifest_io.resolve_path(self.target)
 
     @property
-    def variant_names(self) -> tuple[variants.VariantName, ...]:
-        names: list[variants.VariantName] = []
+    def variant_names(self) -> tuple[VariantName, ...]:
+        names: list[VariantName] = []
         if self.fp16:
             names.append("fp16")
         if self.int8:
@@ -83,7 +93,7 @@ class BenchOptions:
 @dataclass(frozen=True)
 class Step:
     model: str
-    stage: str  # load, tune, variants, time
+    stage: Literal["load", "tune", "time"]  # timing includes building and checking variants
     index: int  # 0-based model index
     total: int
 
@@ -95,24 +105,31 @@ class Row:
     model: str
     timing: benchmark.Timing
     speedup: float | None  # scikit-learn p50 / this p50, measured in the same run
-    parity: str  # "reference" (scikit-learn), "passed", "failed: ..."
+    parity: ParityReport | None  # what was timed, against scikit-learn; None: scikit-learn itself
 
-    def to_json(self) -> dict[str, Any]:
+    @property
+    def parity_cell(self) -> str:
+        """Parity as reported: "reference" (scikit-learn itself), "passed" or "failed: REASON"."""
+        if self.parity is None:
+            return "reference"
+        return "passed" if self.parity.passed else f"failed: {self.parity.reason}"
+
+    def record(self) -> BenchResult:
         t = self.timing
-        return {
-            "engine": t.engine,
-            "variant": t.variant,
-            "provider": t.provider,
-            "batch_size": t.batch_size,
-            "p50_ms": t.p50_s * 1e3,
-            "p99_ms": t.p99_s * 1e3,
-            "mean_ms": t.mean_s * 1e3,
-            "min_ms": t.min_s * 1e3,
-            "calls": t.calls,
-            "rows_per_s": t.rows_per_s,
-            "speedup_vs_sklearn": self.speedup,
-            "parity": self.parity,
-        }
+        return BenchResult(
+            engine=t.engine,
+            variant=t.variant,
+            provider=t.provider,
+            batch_size=t.batch_size,
+            p50_ms=t.p50_s * 1e3,
+            p99_ms=t.p99_s * 1e3,
+            mean_ms=t.mean_s * 1e3,
+            min_ms=t.min_s * 1e3,
+            calls=t.calls,
+            rows_per_s=t.rows_per_s,
+            speedup_vs_sklearn=self.speedup,
+            parity=self.parity_cell,
+        )
 
 
 @dataclass(frozen=True)
@@ -121,9 +138,9 @@ class ModelBench:
     status: Literal["ok", "failed", "skipped"]
     error: str | None = None
     rows: tuple[Row, ...] = ()
-    variants: tuple[variants.VariantReport, ...] = ()
-    session: dict[str, Any] | None = None
-    apo_path: str | None = None  # "registry" or "session"
+    variants: tuple[VariantReport, ...] = ()
+    session: SessionRecord | None = None
+    apo_path: ApoPath | None = None
     estimator: str | None = None
     tuned: bool = False  # session settings measured in this run (else the manifest's, or defaults)
 
@@ -134,10 +151,10 @@ class ModelBench:
             "error": self.error,
             "estimator": self.estimator,
             "apo_path": self.apo_path,
-            "session": self.session,
+            "session": self.session.to_json() if self.session is not None else None,
             "tuned": self.tuned,
             "variants": [v.to_json() for v in self.variants],
-            "results": [r.to_json() for r in self.rows],
+            "results": [r.record().to_json() for r in self.rows],
         }
 
 
@@ -158,7 +175,7 @@ class GateFailure:
 @dataclass(frozen=True)
 class BenchOutcome:
     manifest_path: Path
-    machine: dict[str, Any]
+    machine: Machine
     providers: tuple[runtime.ProviderStatus, ...]  # requested, with whether each runs here
     models: tuple[ModelBench, ...]
     batch_sizes: tuple[int, ...]
@@ -173,7 +190,7 @@ class BenchOutcome:
     def to_json(self) -> dict[str, Any]:
         return {
             "manifest": self.manifest_path.as_posix(),
-            "machine": self.machine,
+            "machine": self.machine.to_json(),
             "batch_sizes": list(self.batch_sizes),
             "providers": [p.to_json() for p in self.providers],
             "models": [m.to_json() for m in self.models],
@@ -195,21 +212,19 @@ class BenchOutcome:
         }
 
 
-def machine_description(statuses: tuple[runtime.ProviderStatus, ...]) -> dict[str, Any]:
-    return {
-        "cpu": runtime.cpu_name(),
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "apo": __version__,
-        "providers": {
-            p.name: {"runs": p.runs, "reason": p.reason, "device": p.device} for p in statuses
-        },
-        "versions": runtime.stack_versions(),
-        "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+def machine_description(statuses: tuple[runtime.ProviderStatus, ...]) -> Machine:
+    return Machine(
+        cpu=runtime.cpu_name(),
+        cores=os.cpu_count(),
+        platform=platform.platform(),
+        python=sys.version.split()[0],
+        apo=__version__,
+        providers={p.name: MachineProvider(p.runs, p.reason, p.device) for p in statuses},
+        versions=runtime.stack_versions(),
+        measured=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         # Other work on the machine moves every figure; ratios measured together move less.
-        "load_average_1m": _load_average(),
-    }
+        load_average_1m=_load_average(),
+    )
 
 
 def _load_average() -> float | None:
@@ -257,15 +272,11 @@ class NotBenchmarked(Exception):
 class _Context:
     """What one model's bench needs, loaded and checked once."""
 
-    entry: ManifestEntry
-    model: Any
-    signature: InputSignature
-    artifact_path: Path
+    entry: ManifestEntry  # replaced once tuning has recorded new session settings
+    artifact: ArtifactInfo
     onnx_bytes: bytes
-    dtype: type
-    input_name: str
-    probe: probing.Probe
-    tolerance: parity.Tolerance
+    dtype: type  # the artifact's input type: float64 for float64 artifacts, else float32
+    reference: variants.Reference  # scikit-learn, the probe rows and the tolerance
 
 
 def _load(entry: ManifestEntry, manifest: Manifest, options: BenchOptions) -> _Context:
@@ -278,7 +289,6 @@ def _load(entry: ManifestEntry, manifest: Manifest, options: BenchOptions) -> _C
             f"{entry.name}: not benchmarked: apo bench times artifacts with one float input "
             f"(this one takes {len(entry.inputs)} inputs: {kinds})"
         )
-    artifact_path = path.parent / entry.artifact.path
     registry = manifest_io.registry_dir(path, manifest)
     source = registry / entry.source.path
     files = manifest_io.verify(entry, path.parent, registry)
@@ -290,77 +300,55 @@ def _load(entry: ManifestEntry, manifest: Manifest, options: BenchOptions) -> _C
     probe = probing.generate(
         loaded.estimator, signature.n_features, rows=PARITY_ROWS, seed=options.seed
     )
-    precision = entry.artifact.precision
     return _Context(
         entry=entry,
-        model=loaded.estimator,
-        signature=signature,
-        artifact_path=artifact_path,
+        artifact=entry.artifact,
         onnx_bytes=onnx_bytes,
-        dtype=np.float64 if precision == "float64" else np.float32,
-        input_name=entry.inputs[0].name,
-        probe=probe,
-        tolerance=options.tolerance or entry.tolerance,
+        dtype=np.float64 if entry.artifact.precision == "float64" else np.float32,
+        reference=variants.Reference(
+            model=loaded.estimator,
+            signature=signature,
+            probe=probe,
+            input_name=entry.inputs[0].name,
+            tolerance=options.tolerance or entry.tolerance,
+        ),
     )
 
 
 def timing_rows(ctx: _Context, max_rows: int, seed: int) -> np.ndarray:
     """``max_rows`` rows drawn from the probe (thresholds, statistics): realistic, reproducible."""
     rng = np.random.default_rng(seed)
-    X = ctx.probe.X
+    X = ctx.reference.probe.X
     return np.ascontiguousarray(X[rng.integers(0, X.shape[0], size=max_rows)], dtype=np.float64)
 
 
-def _parity(ctx: _Context, onnx_bytes: bytes, provider: str) -> parity.ParityReport:
-    session = runtime.make_session(onnx_bytes, [provider])
+def _parity(ctx: _Context, provider: str) -> ParityReport:
+    """The artifact itself against scikit-learn on ``provider``, at the artifact's precision."""
+    reference = ctx.reference
+    session = runtime.make_session(ctx.onnx_bytes, [provider])
     feeds: dict[str, np.ndarray] = {
-        ctx.input_name: np.ascontiguousarray(ctx.probe.X, dtype=ctx.dtype)
+        reference.input_name: np.ascontiguousarray(reference.probe.X, dtype=ctx.dtype)
     }
     outputs = runtime.run(session, feeds)
     return parity.compare(
-        ctx.model,
-        ctx.signature,
-        ctx.probe.X,
+        reference.model,
+        reference.signature,
+        reference.probe.X,
         outputs,
-        probe=ctx.probe.kind,
-        precision=ctx.entry.artifact.precision if ctx.entry.artifact else "float32",
-        tolerance=ctx.tolerance,
+        probe=reference.probe.kind,
+        precision=ctx.artifact.precision,
+        tolerance=reference.tolerance,
     )
 
 
-def _variant_parity(ctx: _Context, onnx_bytes: bytes, provider: str) -> parity.ParityReport:
-    session = runtime.make_session(onnx_bytes, [provider])
-    feeds = {ctx.input_name: np.ascontiguousarray(ctx.probe.X, dtype=np.float32)}
-    outputs = runtime.run(session, feeds)
-    return variants.validate(
-        ctx.model,
-        ctx.signature,
-        ctx.probe.X,
-        outputs,
-        probe=ctx.probe.kind,
-        tolerance=ctx.tolerance,
-    )
+# ---------------------------------------------------------------------------- one model
 
 
-def _parity_cell(report: parity.ParityReport) -> str:
-    return "passed" if report.passed else f"failed: {report.reason}"
+def _sklearn_engine(ctx: _Context) -> benchmark.Engine:
+    return engines.sklearn_engine(ctx.reference.model, ctx.reference.signature)
 
 
-# ---------------------------------------------------------------------------- engines
-
-
-def sklearn_engine(ctx: _Context) -> benchmark.Engine:
-    model, signature = ctx.model, ctx.signature
-    method = model.predict_proba if signature.has_proba else model.predict
-
-    def prepare(X: np.ndarray) -> benchmark.Call:
-        frame = parity.sklearn_input(X, signature)
-        return lambda: method(frame)
-
-    return benchmark.Engine("sklearn", "-", None, prepare)
-
-
-def session_engine(
+def _session_engine(
     name: str,
     variant: str,
     provider: str,
@@ -368,39 +356,15 @@ def session_engine(
     ctx: _Context,
     settings: SessionSettings | None,
 ) -> benchmark.Engine:
-    """A session on ``provider``, called as its user would: ``run(None, {"X": float32 rows})``."""
-    session = runtime.make_session(onnx_bytes, [provider], settings)
-    input_name, dtype = ctx.input_name, ctx.dtype
-
-    def prepare(X: np.ndarray) -> benchmark.Call:
-        # Callers hold float64 rows: converting them is part of every real call (and a fresh
-        # array each call is what onnxruntime sees in practice, not one array reused).
-        return lambda: session.run(None, {input_name: np.ascontiguousarray(X, dtype=dtype)})
-
-    return benchmark.Engine(name, variant, provider, prepare)
-
-
-def registry_engine(ctx: _Context, manifest_path: Path, provider: str) -> benchmark.Engine | None:
-    """apo's public path, ``Registry``, serving the model on ``provider`` (None if it cannot)."""
-    try:
-        from alphapulse_onnx.registry import Registry
-    except ImportError:
-        return None
-    try:
-        served = Registry.open(manifest_path, providers=[provider])[ctx.entry.name]
-        if served.engine != "onnxruntime" or served.provider != provider:
-            return None
-    except Exception:
-        return None
-    method = served.predict_proba if ctx.signature.has_proba else served.predict
-
-    def prepare(X: np.ndarray) -> benchmark.Call:
-        return lambda: method(X)
-
-    return benchmark.Engine(APO, "fp32", provider, prepare)
-
-
-# ---------------------------------------------------------------------------- one model
+    return engines.session_engine(
+        name,
+        variant,
+        provider,
+        onnx_bytes,
+        input_name=ctx.reference.input_name,
+        dtype=ctx.dtype,
+        settings=settings,
+    )
 
 
 def _tune(
@@ -413,105 +377,58 @@ def _tune(
         dtype=ctx.dtype,
         budget_s=max(options.budget_s / 2, 0.01),
         repeat=options.repeat,
-        baseline=sklearn_engine(ctx),
+        baseline=_sklearn_engine(ctx),
     )
-
-
-def _variant(
-    ctx: _Context, name: variants.VariantName, provider: str, manifest_dir: Path
-) -> tuple[variants.VariantReport, bytes | None]:
-    precision = ctx.entry.artifact.precision if ctx.entry.artifact else "float32"
-    built = variants.build(name, ctx.onnx_bytes, precision=precision)
-
-    def report(status: variants.Status, note: str, **extra: Any) -> variants.VariantReport:
-        return variants.VariantReport(
-            name,
-            status,
-            note,
-            nodes_total=built.nodes_total,
-            nodes_changed=built.nodes_changed,
-            changed_ops=built.changed_ops,
-            tool=built.tool,
-            **extra,
-        )
-
-    if built.onnx_bytes is None:
-        failed = "failed" in built.note or "not installed" in built.note
-        status: variants.Status = "unchanged" if built.nodes_total and not failed else "unavailable"
-        return report(status, built.note), None
-    try:
-        checked = _variant_parity(ctx, built.onnx_bytes, provider)
-    except Exception as exc:
-        return report(
-            "unavailable", f"{built.note}; does not run on {provider}: {first_line(exc)}"
-        ), None
-    if not checked.passed:
-        note = (
-            f"{built.note}; rejected: {checked.reason} (tolerance: proba atol "
-            f"{ctx.tolerance.proba_atol:g}, regression rtol {ctx.tolerance.regression_rtol:g})"
-        )
-        return report("rejected", note, parity=checked), None
-    assert ctx.entry.artifact is not None
-    rel = _variant_path(ctx.entry.artifact.path, name)
-    atomic_write_bytes(manifest_dir / rel, built.onnx_bytes)
-    kept = report(
-        "kept", built.note, parity=checked, artifact=rel, sha256=sha256_bytes(built.onnx_bytes)
-    )
-    return kept, built.onnx_bytes
-
-
-def _variant_path(artifact_rel: str, name: str) -> str:
-    stem = artifact_rel[: -len(".onnx")] if artifact_rel.endswith(".onnx") else artifact_rel
-    return f"{stem}.{name}.onnx"
 
 
 def bench_model(
     ctx: _Context, options: BenchOptions, running: list[str], settings: SessionSettings
 ) -> ModelBench:
     """Validate variants, then time every engine at every batch size, interleaved."""
-    manifest_dir = options.manifest_path.parent
-    reports: list[variants.VariantReport] = []
-    kept: list[tuple[str, str, bytes]] = []  # (variant, provider, bytes)
-    parity_by_provider: dict[str, str] = {}
+    # The parity behind each timed (variant, provider): the artifact is checked on every
+    # provider, a variant once, on the first, before it is kept and timed on all of them.
+    checked: dict[tuple[str, str | None], ParityReport] = {
+        ("fp32", provider): _parity(ctx, provider) for provider in running
+    }
+    reports: list[VariantReport] = []
+    kept: list[tuple[VariantName, str, bytes]] = []  # (variant, provider, bytes)
+    for name in options.variant_names:
+        report, onnx_bytes = variants.make(
+            name,
+            ctx.artifact,
+            ctx.onnx_bytes,
+            ctx.reference,
+            provider=running[0],
+            manifest_dir=options.manifest_path.parent,
+        )
+        reports.append(report)
+        if onnx_bytes is not None and report.parity is not None:
+            kept.extend((name, p, onnx_bytes) for p in running)
+            checked.update({(name, p): report.parity for p in running})
+    timed = [_sklearn_engine(ctx)]
+    apo_path: ApoPath = "session"
     for provider in running:
-        parity_by_provider[provider] = _parity_cell(_parity(ctx, ctx.onnx_bytes, provider))
-    if options.variant_names:
-        check_on = running[0]
-        for name in options.variant_names:
-            report, onnx_bytes = _variant(ctx, name, check_on, manifest_dir)
-            reports.append(report)
-            if onnx_bytes is not None:
-                kept.extend((name, p, onnx_bytes) for p in running)
-    engines = [sklearn_engine(ctx)]
-    apo_path = "session"
-    for provider in running:
-        via_registry = registry_engine(ctx, options.manifest_path, provider)
+        via_registry = engines.registry_engine(
+            options.manifest_path, ctx.entry.name, ctx.reference.signature, provider
+        )
         if via_registry is not None:
-            engines.append(via_registry)
+            timed.append(via_registry)
             apo_path = "registry"
         else:
-            engines.append(session_engine(APO, "fp32", provider, ctx.onnx_bytes, ctx, settings))
-        engines.append(session_engine(BARE, "fp32", provider, ctx.onnx_bytes, ctx, None))
+            timed.append(_session_engine(APO, "fp32", provider, ctx.onnx_bytes, ctx, settings))
+        timed.append(_session_engine(BARE, "fp32", provider, ctx.onnx_bytes, ctx, None))
     for variant, provider, onnx_bytes in kept:
-        engines.append(session_engine(APO, variant, provider, onnx_bytes, ctx, settings))
-    variant_parity: dict[str, str] = {
-        r.name: _parity_cell(r.parity) for r in reports if r.parity is not None
-    }
+        timed.append(_session_engine(APO, variant, provider, onnx_bytes, ctx, settings))
     X_all = timing_rows(ctx, max(options.batch_sizes), options.seed)
     rows: list[Row] = []
     for size in options.batch_sizes:
         timings = benchmark.measure(
-            engines, X_all[:size], budget_s=options.budget_s, repeat=options.repeat
+            timed, X_all[:size], budget_s=options.budget_s, repeat=options.repeat
         )
         base = benchmark.baseline_of(timings, size)
         for t in timings:
-            if t.engine == "sklearn":
-                cell = "reference"
-            elif t.variant == "fp32":
-                cell = parity_by_provider.get(t.provider or "", "-")
-            else:
-                cell = variant_parity.get(t.variant, "-")
-            rows.append(Row(ctx.entry.name, t, benchmark.speedup(t, base), cell))
+            against = None if t.engine == SKLEARN else checked[(t.variant, t.provider)]
+            rows.append(Row(ctx.entry.name, t, benchmark.speedup(t, base), against))
     return ModelBench(
         name=ctx.entry.name,
         status="ok",
@@ -523,26 +440,26 @@ def bench_model(
     )
 
 
-def bench_json(
+def bench_record(
     result: ModelBench,
     options: BenchOptions,
     settings: SessionSettings,
     statuses: tuple[runtime.ProviderStatus, ...],
-) -> dict[str, Any]:
+) -> BenchRecord:
     """What goes into the manifest entry's ``bench``."""
-    return {
-        "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "batch_sizes": list(options.batch_sizes),
-        "budget_s": options.budget_s,
-        "repeat": options.repeat,
-        "apo_path": result.apo_path,
-        "settings": settings.to_json(),
-        "providers": {
+    return BenchRecord(
+        measured=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        batch_sizes=options.batch_sizes,
+        budget_s=options.budget_s,
+        repeat=options.repeat,
+        apo_path=result.apo_path,
+        settings=settings,
+        providers={
             p.name: "runs" if p.runs else f"does not run here: {p.reason}" for p in statuses
         },
-        "variants": {v.name: v.to_json() for v in result.variants},
-        "results": [r.to_json() for r in result.rows],
-    }
+        variants={v.name: v for v in result.variants},
+        results=tuple(r.record() for r in result.rows),
+    )
 
 
 def gate(models: tuple[ModelBench, ...], threshold: float | None) -> tuple[GateFailure, ...]:
@@ -610,14 +527,15 @@ def run(options: BenchOptions) -> Iterator[Step | BenchOutcome]:
             yield Step(entry.name, "load", index, total)
             try:
                 ctx = _load(entry, manifest, options)
-                settings = SessionSettings.from_json(entry.session)
-                if options.tune and "CPUExecutionProvider" in running:
+                settings = entry.session_settings
+                tuned_now = options.tune and "CPUExecutionProvider" in running
+                if tuned_now:
                     yield Step(entry.name, "tune", index, total)
                     rows = timing_rows(ctx, max(options.batch_sizes), options.seed)
                     batches = {size: rows[:size] for size in options.batch_sizes}
                     tuned = _tune(ctx, batches, options)
                     settings = tuned.best
-                    session = tuned.to_session_json(
+                    session = tuned.session_record(
                         cpu=runtime.cpu_name(), cores=os.cpu_count() or 1
                     )
                     ctx.entry = replace(entry, session=session)
@@ -625,8 +543,7 @@ def run(options: BenchOptions) -> Iterator[Step | BenchOutcome]:
                     manifest = manifest.replace_entry(ctx.entry)
                     manifest_io.write(path, manifest)
                 yield Step(entry.name, "time", index, total)
-                result = bench_model(ctx, options, running, settings)
-                result = replace(result, tuned=ctx.entry.session is not entry.session)
+                result = replace(bench_model(ctx, options, running, settings), tuned=tuned_now)
             except NotBenchmarked as exc:
                 results.append(
                     ModelBench(
@@ -639,7 +556,7 @@ def run(options: BenchOptions) -> Iterator[Step | BenchOutcome]:
                 continue
             results.append(result)
             manifest = manifest.replace_entry(
-                replace(ctx.entry, bench=bench_json(result, options, settings, statuses))
+                replace(ctx.entry, bench=bench_record(result, options, settings, statuses))
             )
             manifest = replace(manifest, machine=machine)
             manifest_io.write(path, manifest)

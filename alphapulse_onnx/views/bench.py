@@ -79,12 +79,10 @@ def _provider(provider: str | None) -> str:
     return "-" if provider is None else provider.removesuffix("ExecutionProvider")
 
 
-def _parity(cell: str) -> str:
-    if cell.startswith("failed"):
-        return f"[red]{escape(cell)}[/]"
-    if cell == "reference":
+def _parity(row: Row) -> str:
+    if row.parity is None:
         return "ref"
-    return "[green]ok[/]" if cell == "passed" else escape(cell)
+    return "[green]ok[/]" if row.parity.passed else f"[red]{escape(row.parity_cell)}[/]"
 
 
 def table_rows(models: tuple[ModelBench, ...], *, with_provider: bool) -> list[list[str]]:
@@ -96,7 +94,7 @@ def table_rows(models: tuple[ModelBench, ...], *, with_provider: bool) -> list[l
             if with_provider:
                 cells.append(_provider(t.provider))
             cells += [_ms(t.p50_s), _ms(t.p99_s), _rate(t.rows_per_s), _speedup(r)]
-            cells.append(_parity(r.parity))
+            cells.append(_parity(r))
             out.append(cells)
     return out
 
@@ -110,7 +108,7 @@ def show(outcome: BenchOutcome, *, as_json: bool) -> None:
         columns = ["model", "batch", "engine"] + (["provider"] if with_provider else [])
         columns += ["p50 ms", "p99 ms", "rows/s", "speedup", "parity"]
         machine = outcome.machine
-        title = f"apo bench on {machine.get('cpu')} ({machine.get('cores')} cores)"
+        title = f"apo bench on {machine.cpu} ({machine.cores} cores)"
         if not with_provider and running:
             title += f", {_provider(running[0])}"
         rows = table_rows(outcome.models, with_provider=with_provider)
@@ -118,15 +116,14 @@ def show(outcome: BenchOutcome, *, as_json: bool) -> None:
         for m in outcome.models:
             for v in m.variants:
                 render.info_line(escape(f"{m.name}: {v.name} {v.status}: {v.note}"))
-            if m.session:
-                s = m.session
-                threads = s.get("intra_op_threads") or "auto"
+            if m.session is not None:
+                s = m.session.settings
+                threads = s.intra_op_threads or "auto"
                 origin = "tuned now" if m.tuned else "from the manifest"
                 render.info_line(
                     f"{escape(m.name)}: session ({origin}): intra-op threads {threads}, "
-                    f"spinning {'on' if s.get('allow_spinning', True) else 'off'}, "
-                    f"{s.get('execution_mode', 'sequential')}, optimisation "
-                    f"{s.get('graph_optimization', 'all')}; apo timed through {m.apo_path}"
+                    f"spinning {'on' if s.allow_spinning else 'off'}, {s.execution_mode}, "
+                    f"optimisation {s.graph_optimization}; apo timed through {m.apo_path}"
                 )
     for warning in outcome.warnings:
         render.warning_line(warning)
@@ -192,8 +189,7 @@ def write_plot(outcome: BenchOutcome, path: Path) -> None:
         throughput.legend(fontsize=8, loc="best")
     machine = outcome.machine
     fig.suptitle(
-        f"apo bench: {machine.get('cpu')}, {machine.get('cores')} cores "
-        f"({machine.get('measured')})",
+        f"apo bench: {machine.cpu}, {machine.cores} cores ({machine.measured})",
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.98))
