@@ -9,6 +9,7 @@ import contextlib
 import re
 import sys
 from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -50,6 +51,15 @@ MaxModelMemoryOption = Annotated[
     ),
 ]
 DEFAULT_MANIFEST_DIR = Path("models/onnx")
+
+
+class ScoringEngine(str, Enum):
+    """Where ``apo predict`` scores: in this process, or on a Dask cluster."""
+
+    LOCAL = "local"
+    DASK = "dask"
+
+
 ManifestArg = Annotated[
     Path,
     typer.Argument(
@@ -411,14 +421,14 @@ def predict(
         int, typer.Option("--chunk-size", min=1, help="Rows per chunk (bounds memory).")
     ] = 10_000,
     engine: Annotated[
-        str,
+        ScoringEngine,
         typer.Option(
             "--engine",
             help="local: stream in this process. dask: score a folder, glob or partitioned "
             "dataset on Dask and write Parquet partitions to -o OUTPUT_DIR (needs the dask extra).",
             envvar="APO_ENGINE",
         ),
-    ] = "local",
+    ] = ScoringEngine.LOCAL,
     scheduler: Annotated[
         str | None,
         typer.Option(
@@ -445,10 +455,7 @@ def predict(
     from alphapulse_onnx.errors import InputError
     from alphapulse_onnx.views import predict as view
 
-    if engine not in ("local", "dask"):
-        with error_boundary(debug=debug):
-            raise InputError(f"--engine {engine!r}: use local or dask")
-    if engine == "dask":
+    if engine is ScoringEngine.DASK:
         with error_boundary(debug=debug), view.log_lines():
             if output is None or str(output) == "-":
                 raise InputError("--engine dask writes Parquet partitions: give -o OUTPUT_DIR")
