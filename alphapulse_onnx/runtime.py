@@ -18,7 +18,7 @@ import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -242,14 +242,22 @@ def runnable_providers(requested: Sequence[str] | None = None) -> list[str]:
     return [p for p in AUTO_PROVIDERS if report.runs(p)]
 
 
+ExecutionMode = Literal["sequential", "parallel"]
+GraphOptimization = Literal["disable", "basic", "extended", "all"]
+_CHOICES = {
+    "execution_mode": get_args(ExecutionMode),
+    "graph_optimization": get_args(GraphOptimization),
+}
+
+
 @dataclass(frozen=True)
 class SessionSettings:
     """Session options worth tuning; the defaults are onnxruntime's own."""
 
     intra_op_threads: int = 0  # 0: onnxruntime decides (one per physical core)
     inter_op_threads: int = 0
-    execution_mode: str = "sequential"  # or "parallel"
-    graph_optimization: str = "all"  # disable | basic | extended | all
+    execution_mode: ExecutionMode = "sequential"
+    graph_optimization: GraphOptimization = "all"
     allow_spinning: bool = True
 
     def to_json(self) -> dict[str, Any]:
@@ -260,6 +268,9 @@ class SessionSettings:
         if not raw:
             return cls()
         known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
+        for key, choices in _CHOICES.items():  # a hand-edited value outside the set: the default
+            if key in known and known[key] not in choices:
+                del known[key]
         return cls(**known)
 
 
