@@ -89,7 +89,7 @@ def make_registry(root: Path, count: int, seed: int = 7) -> None:
 
 
 def comparable(manifest: Path) -> list[dict[str, Any]]:
-    models = json.loads(manifest.read_text(encoding="utf-8"))["models"]
+    models: list[dict[str, Any]] = json.loads(manifest.read_text(encoding="utf-8"))["models"]
     for model in models:
         model.pop("timings", None)
     return models

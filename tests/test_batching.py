@@ -178,8 +178,8 @@ def test_serve_patterns_example(
 ) -> None:
     """examples/serve_patterns.py on a small pattern registry of its own features."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples"))
-    from ohlcv_features import engineer_features, generate_ohlcv
-    from serve_patterns import main
+    from ohlcv_features import engineer_features, generate_ohlcv  # type: ignore[import-not-found]
+    from serve_patterns import main  # type: ignore[import-not-found]
 
     features = engineer_features(generate_ohlcv("BTCUSDT", 400, 3))
     direction = np.where(features["log_ret_3"] > 0, "up", "down")

@@ -119,7 +119,7 @@ def test_remainder_cols_list_from_15_loads_as_a_list(
     column_transformer = model[0]
     module = "sklearn.compose._column_transformer"
 
-    class _RemainderColsList(list):  # the 1.5-1.6 class, recreated to write its pickle
+    class _RemainderColsList(list[Any]):  # the 1.5-1.6 class, recreated to write its pickle
         def __init__(self, columns: list[Any]):
             super().__init__(columns)
             self.future_dtype = "str"
@@ -157,7 +157,7 @@ def test_simple_imputer_without_fill_dtype_gets_the_default(tmp_path: Path) -> N
             return NotImplemented
         state = {k: v for k, v in value.__getstate__().items() if k != "_fill_dtype"}
         state["_sklearn_version"] = "1.5.2"
-        return copyreg.__newobj__, (type(value),), state
+        return copyreg.__newobj__, (type(value),), state  # type: ignore[attr-defined]
 
     path = _write_old(tmp_path / "registry" / "old_imputer.pkl", model, before_16)
     assert b"_fill_dtype" not in path.read_bytes()
@@ -207,7 +207,7 @@ def test_unknown_old_class_names_both_versions(
         if not isinstance(value, StandardScaler):
             return NotImplemented
         return (
-            copyreg.__newobj__,
+            copyreg.__newobj__,  # type: ignore[attr-defined]
             (StandardScaler,),
             {
                 **value.__getstate__(),

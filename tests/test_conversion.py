@@ -47,7 +47,10 @@ DATA = {
 
 def _families() -> dict[str, tuple[str, Any]]:
     rf = {"n_estimators": 12, "max_depth": 6, "random_state": 0}
-    scaled = lambda est: make_pipeline(StandardScaler(), est)
+
+    def scaled(est: Any) -> Any:
+        return make_pipeline(StandardScaler(), est)
+
     return {
         "rf_clf_cancer": ("cancer", ensemble.RandomForestClassifier(**rf)),
         "rf_clf_iris": ("iris", ensemble.RandomForestClassifier(**rf)),

@@ -132,7 +132,10 @@ def _hostile() -> dict[str, tuple[bytes, str]]:
     model = _fitted()
     scorer = make_scorer(_sink())  # a real scorer whose score function is the sink
     lr = "sklearn.linear_model._logistic.LogisticRegression"
-    inline = lambda obj: lambda asm: asm.value(obj)
+
+    def inline(obj: Any) -> Callable[[Asm], Asm]:
+        return lambda asm: asm.value(obj)
+
     files: dict[str, tuple[bytes, str]] = {
         # -- calls: only checked reconstructors may be called ---------------------------------
         "call-the-sink": (Asm().call(SINK, "now").done(), "calls the function"),
@@ -321,7 +324,7 @@ def _hostile() -> dict[str, tuple[bytes, str]]:
 
 
 def _sink() -> Callable[..., Any]:
-    import apo_redteam_sink
+    import apo_redteam_sink  # type: ignore[import-not-found]  # written by the fixture
 
     return apo_redteam_sink.touch  # type: ignore[no-any-return]
 

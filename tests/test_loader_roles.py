@@ -23,6 +23,7 @@ from sklearn.utils import all_estimators
 from alphapulse_onnx import loading
 from alphapulse_onnx.errors import ModelLoadError, UntrustedModelError
 from alphapulse_onnx.loading import machine, roles, standins, state
+from alphapulse_onnx.loading.checks import Name
 
 # Model classes whose methods call what they hold; ``state.check_parts`` holds each to its kind
 # (tested below and in test_loader_redteam.py).
@@ -40,7 +41,7 @@ def _model_classes(admitted: dict[str, set[str]]) -> dict[str, type]:
     for dotted in sorted(admitted["model"]):
         module, _, name = dotted.rpartition(".")
         token = roles.admit(module, name)
-        if isinstance(token, roles.Name):  # a library that is not installed resolves to None
+        if isinstance(token, Name):  # a library that is not installed resolves to None
             classes[dotted] = token.target
     return classes
 
@@ -63,7 +64,7 @@ def test_every_public_estimator_of_this_scikit_learn_is_listed() -> None:
     missing = []
     for name, cls in all_estimators():
         token = roles.admit(cls.__module__, cls.__qualname__)
-        if not (isinstance(token, roles.Name) and token.role == "model"):
+        if not (isinstance(token, Name) and token.role == "model"):
             missing.append(f"{cls.__module__}.{name}")
     assert not missing, f"add to roles.SKLEARN_ESTIMATORS (or a stand-in): {missing}"
 

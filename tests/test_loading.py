@@ -448,7 +448,7 @@ def user_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, iris: Any) -> Pa
     package.mkdir()
     (package / "apo_user_features.py").write_text(USER_MODULE)
     monkeypatch.syspath_prepend(str(package))
-    import apo_user_features
+    import apo_user_features  # type: ignore[import-not-found]  # written by the fixture
 
     X, y = iris
     model = make_pipeline(apo_user_features.Clip(), LogisticRegression(max_iter=500)).fit(X, y)

@@ -10,9 +10,9 @@ import os
 import signal
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sklearn.datasets import load_iris
@@ -107,7 +107,7 @@ def convert_all(registry: Path, out: Path, *, jobs: int, **kwargs: Any) -> list[
 def comparable(manifest_path: Path) -> list[dict[str, Any]]:
     """The manifest's entries without what legitimately differs between runs: timings, mtimes."""
     raw = json.loads(manifest_path.read_text(encoding="utf-8"))
-    models = raw["models"]
+    models: list[dict[str, Any]] = raw["models"]
     for model in models:
         model.pop("timings")
     return models
@@ -240,6 +240,10 @@ def _died(job: int, reason: str) -> int:
     return -1
 
 
+def _dead_name(job: str, reason: str) -> str:
+    return reason
+
+
 def test_run_ordered_yields_in_order_and_stops_workers_when_closed() -> None:
     quick_calls: list[int] = []
 
@@ -259,7 +263,10 @@ def test_run_ordered_yields_in_order_and_stops_workers_when_closed() -> None:
     assert sorted(quick_calls) == jobs  # asked once per job
     assert not multiprocessing.active_children()
 
-    stopped = parallel.run_ordered(operator.mul, jobs, previous, 2, on_worker_death=_died, key=str)
+    stopped = cast(
+        Generator[Any, None, None],
+        parallel.run_ordered(operator.mul, jobs, previous, 2, on_worker_death=_died, key=str),
+    )
     assert next(stopped) == 0
     stopped.close()  # the consumer gave up (an error, Ctrl-C): no worker is left behind
     assert not multiprocessing.active_children()
@@ -268,9 +275,7 @@ def test_run_ordered_yields_in_order_and_stops_workers_when_closed() -> None:
 def test_workers_get_single_threaded_numerical_libraries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     names = ["OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"]
-    seen = list(
-        parallel.run_ordered(os.getenv, names, {}, 2, on_worker_death=_died, key=lambda _: "")
-    )
+    seen = list(parallel.run_ordered(os.getenv, names, {}, 2, on_worker_death=_dead_name, key=str))
     assert seen == ["1", "1"]  # os.getenv(name, None) ran in the worker
     assert "OPENBLAS_NUM_THREADS" not in os.environ  # the parent's environment is unchanged
 

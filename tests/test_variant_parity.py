@@ -30,7 +30,8 @@ def _boundary_rows(model: Any, n_random: int = 200) -> np.ndarray:
     rng = np.random.default_rng(1)
     decisions = np.concatenate([2 * np.asarray(GAPS), rng.normal(scale=3, size=n_random)])
     base = rng.normal(size=(decisions.size, w.size))
-    return base - ((base @ w + b - decisions) / (w @ w))[:, None] * w
+    rows: np.ndarray = base - ((base @ w + b - decisions) / (w @ w))[:, None] * w
+    return rows
 
 
 @pytest.fixture(scope="module")
