@@ -24,10 +24,11 @@ from alphapulse_onnx.errors import (
 
 if TYPE_CHECKING:  # imported lazily below: `apo --version` must not load scikit-learn
     from alphapulse_onnx.batching import BatchPredictor
-    from alphapulse_onnx.registry import Registry
+    from alphapulse_onnx.store import Registry, Store
 
 _LAZY = {
-    "Registry": "alphapulse_onnx.registry",
+    "Store": "alphapulse_onnx.store",
+    "Registry": "alphapulse_onnx.store",  # the name of Store before 0.2
     "BatchPredictor": "alphapulse_onnx.batching",
 }
 
@@ -55,6 +56,7 @@ __all__ = [
     "ModelLoadError",
     "ParityError",
     "Registry",
+    "Store",
     "TamperError",
     "UnknownModelError",
     "UnsupportedModelError",

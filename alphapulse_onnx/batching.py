@@ -7,7 +7,7 @@ caller exactly its own rows. Rows are validated in the caller before they join a
 caller's bad input fails only that caller; if a whole batch still fails, its requests are retried
 one by one so that only the guilty one sees the error.
 
-    async with BatchPredictor(Registry.open("models/onnx"), max_batch_size=256) as bp:
+    async with BatchPredictor(Store.open("models/onnx"), max_batch_size=256) as bp:
         labels = await bp.predict("reversal_rf", rows)
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from alphapulse_onnx.registry import Model, Outputs, Registry
+from alphapulse_onnx.store import Model, Outputs, Store
 
 _LATENCY_WINDOW = 100_000  # per-model request latencies kept for the percentiles
 
@@ -87,11 +87,11 @@ class _Waiting:
 
 
 class BatchPredictor:
-    """An async micro-batcher over a ``Registry`` (``async with`` it, or ``start()``/``stop()``)."""
+    """An async micro-batcher over a ``Store`` (``async with`` it, or ``start()``/``stop()``)."""
 
     def __init__(
         self,
-        registry: Registry,
+        store: Store,
         *,
         max_batch_size: int = 256,
         max_delay_ms: float = 2.0,
@@ -101,10 +101,10 @@ class BatchPredictor:
             raise ValueError("max_batch_size must be at least 1")
         if max_delay_ms < 0:
             raise ValueError("max_delay_ms must not be negative")
-        self.registry = registry
+        self.store = store
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_ms / 1000.0
-        self.executor = executor if executor is not None else registry.executor
+        self.executor = executor if executor is not None else store.executor
         self._queues: dict[str, asyncio.Queue[Any]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._stats: dict[str, _ModelStats] = {}
@@ -153,7 +153,7 @@ class BatchPredictor:
         if not self._running:
             await self.start()
         started = time.perf_counter()
-        model = self.registry[name]
+        model = self.store[name]
         if not model.loaded:  # first use: loading a session or model blocks, so not here
             await asyncio.get_running_loop().run_in_executor(self.executor, model.load)
         if proba:

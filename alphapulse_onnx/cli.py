@@ -63,8 +63,9 @@ class ScoringEngine(str, Enum):
 ManifestArg = Annotated[
     Path,
     typer.Argument(
-        metavar="DIR|MANIFEST",
-        help="manifest.json, the folder holding it, or a registry with onnx/ (from apo convert).",
+        metavar="STORE",
+        help="The store apo convert wrote (a folder with manifest.json), its manifest.json, "
+        "or a registry whose onnx/ is the store.",
     ),
 ]
 PluginOption = Annotated[
@@ -391,14 +392,17 @@ def predict(
             metavar="INPUT", help="Rows: .csv, .npy, .parquet, .jsonl, or - for CSV/JSONL on stdin."
         ),
     ],
-    registry: Annotated[
+    store: Annotated[
         Path,
         typer.Option(
-            "--registry",
-            help="Converted registry (folder with manifest.json).",
-            envvar="APO_REGISTRY",
+            "--store",
+            help="The store apo convert wrote (folder with manifest.json).",
+            envvar=["APO_STORE", "APO_REGISTRY"],
         ),
     ] = DEFAULT_MANIFEST_DIR,
+    old_store_flag: Annotated[
+        Path | None, typer.Option("--registry", hidden=True, help="Old name of --store.")
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -466,7 +470,7 @@ def predict(
                 model=model,
                 input=source,
                 output_dir=output,
-                registry=registry,
+                store=old_store_flag or store,
                 proba=proba,
                 scheduler=scheduler,
                 partitions=partitions,
@@ -487,7 +491,7 @@ def predict(
         options = command.PredictOptions(
             model=model,
             input=source,
-            registry=registry,
+            store=old_store_flag or store,
             output=None if to_stdout else output,
             proba=proba,
             provider=provider,

@@ -6,7 +6,7 @@ processes on this machine by default, or an existing cluster given its scheduler
 
 - **One session per worker process.** A partition task looks its model up in a module-level cache
   keyed by (manifest, model, artifact sha256); the first task on a worker opens it through
-  ``Registry`` (the same feeds, engine and output columns as ``apo predict --engine local``) and
+  ``Store`` (the same feeds, engine and output columns as ``apo predict --engine local``) and
   every later partition reuses it. ``session_stats()`` reports the cache, run it with
   ``client.run``.
 - **Nothing lost, nothing twice.** Partition ``i`` is written as ``part-<i>.parquet`` to a temp
@@ -102,13 +102,13 @@ def _model_for(task: _Task) -> Any:
         model = _MODELS.get(key)
         if model is None:
             from alphapulse_onnx import runtime
-            from alphapulse_onnx.registry import Registry
+            from alphapulse_onnx.store import Store
 
             # Dask runs one task per worker thread: one onnxruntime thread each, no spinning.
             settings = runtime.SessionSettings(intra_op_threads=1, inter_op_threads=1,
                                                allow_spinning=False)  # fmt: skip
-            registry = Registry.open(task.manifest, settings=settings)
-            model = registry[task.model]
+            store = Store.open(task.manifest, settings=settings)
+            model = store[task.model]
             if model.engine != "onnxruntime":  # opens the session (or says why it cannot)
                 raise ApoError(
                     f"model {task.model!r} cannot be served by onnxruntime on worker "
@@ -342,14 +342,14 @@ def score_dataset(
     from distributed import as_completed
 
     from alphapulse_onnx.feeds import FeedBuilder
-    from alphapulse_onnx.registry import Registry
+    from alphapulse_onnx.store import Store
 
     started = time.perf_counter()
     if partitions is not None and partitions < 1:
         raise InputError("--partitions must be at least 1")
     manifest_file = manifest_io.resolve_path(Path(manifest_path)).resolve()
-    registry = Registry.open(manifest_file)
-    model = registry[model_name]  # UnknownModelError names the models there
+    store = Store.open(manifest_file)
+    model = store[model_name]  # UnknownModelError names the models there
     entry = model.entry
     if not entry.ok or entry.artifact is None:
         raise InputError(

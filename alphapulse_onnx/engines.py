@@ -1,9 +1,9 @@
-"""What ``apo bench`` times: scikit-learn, a plain onnxruntime session, and apo's own ``Registry``.
+"""What ``apo bench`` times: scikit-learn, a plain onnxruntime session, and apo's own ``Store``.
 
 Each engine turns one batch of float64 rows into a zero-argument call made the way its user would
 make it, for the harness in ``benchmark`` to time. They live apart from the harness so that the
 harness (and ``tuning``, which builds its own engines) stays free of scikit-learn, pandas and
-``Registry``: timing needs only a call.
+``Store``: timing needs only a call.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from alphapulse_onnx.runtime import SessionSettings
 from alphapulse_onnx.signature import InputSignature
 
 SKLEARN = benchmark.BASELINE
-APO = "onnx"  # apo's own path: what Registry delivers
+APO = "onnx"  # apo's own path: what Store delivers
 BARE = "ort-bare"  # a bare onnxruntime session, default settings: run(None, {"X": X as float32})
 
 
@@ -54,19 +54,19 @@ def session_engine(
     return benchmark.Engine(name, variant, provider, prepare)
 
 
-def registry_engine(
+def store_engine(
     manifest_path: Path, model_name: str, signature: InputSignature, provider: str
 ) -> benchmark.Engine | None:
-    """apo's public path, ``Registry``, serving the model on ``provider`` (None if it cannot)."""
+    """apo's public path, ``Store``, serving the model on ``provider`` (None if it cannot)."""
     try:
-        from alphapulse_onnx.registry import Registry
+        from alphapulse_onnx.store import Store
     except ImportError:
         return None
     try:
-        served = Registry.open(manifest_path, providers=[provider])[model_name]
+        served = Store.open(manifest_path, providers=[provider])[model_name]
         if served.engine != "onnxruntime" or served.provider != provider:
             return None
-    except Exception:  # whatever stops Registry serving it here, bench times a session instead
+    except Exception:  # whatever stops the Store serving it here, bench times a session instead
         return None
     method = served.predict_proba if signature.has_proba else served.predict
 

@@ -66,7 +66,7 @@ class InvalidInputError(DataFileError, ValueError):
 
 
 class UnknownModelError(InputError, KeyError):
-    """A model name that the registry's manifest does not list."""
+    """A model name that the store's manifest does not list."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return ApoError.__str__(self)

@@ -19,7 +19,7 @@ from alphapulse_onnx.runtime import SessionSettings
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-ApoPath = Literal["registry", "session"]  # apo's path as bench timed it: Registry, or a session
+ApoPath = Literal["store", "session"]  # apo's path as bench timed it: Store, or a session
 VariantName = Literal["fp16", "int8"]
 VariantStatus = Literal["kept", "rejected", "unchanged", "unavailable"]
 
@@ -83,7 +83,7 @@ class SessionBand:
 
 @dataclass(frozen=True)
 class SessionRecord:
-    """An entry's ``session``: the settings ``Registry`` and ``apo predict`` open sessions with
+    """An entry's ``session``: the settings ``Store`` and ``apo predict`` open sessions with
     (flat, at the top level) and, when apo bench tuned them, how it chose."""
 
     settings: SessionSettings
@@ -217,6 +217,8 @@ class BenchRecord:
                 if isinstance(report, dict)
             },
             results=tuple(BenchResult.from_json(result) for result in _objects(raw.get("results"))),
+            # Manifests benched before 0.2 name apo's serving path by the class's old name.
+            apo_path="store" if raw.get("apo_path") == "registry" else raw.get("apo_path"),
         )
 
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # types only: registry loads scikit-learn and onnxruntime, this stays light
-    from alphapulse_onnx.registry import Model, Outputs
+if TYPE_CHECKING:  # types only: store loads scikit-learn and onnxruntime, this stays light
+    from alphapulse_onnx.store import Model, Outputs
 
 
 def output_schema(model: Model, proba: bool) -> list[tuple[str, Any]]:

@@ -26,7 +26,7 @@ from alphapulse_onnx.errors import first_line
 
 try:  # onnxruntime is a dependency, but a broken or absent install must leave the fallback working
     import onnxruntime as ort
-except ImportError:  # pragma: no cover - exercised by the Registry fallback tests in a subprocess
+except ImportError:  # pragma: no cover - exercised by the Store fallback tests in a subprocess
     ort = None
 
 # Preference order for choosing a provider automatically: fastest first.

@@ -12,7 +12,7 @@ scikit-learn is timed alongside. The best settings at each batch size are record
 and one setting for the model as a whole: the one whose worst slowdown against the best at any
 batch size is smallest, among those that stay clearly ahead of scikit-learn everywhere; when
 none does, the one that comes closest to it where apo is weakest (``choose``). That one goes to
-the top level of the manifest entry's ``session`` (``SessionRecord``), which is what ``Registry``
+the top level of the manifest entry's ``session`` (``SessionRecord``), which is what ``Store``
 and ``apo predict`` open sessions with (``ManifestEntry.session_settings``).
 """
 
@@ -89,7 +89,7 @@ class TuneResult:
         return None
 
     def session_record(self, *, cpu: str, cores: int) -> SessionRecord:
-        """The manifest's ``session``: the best settings (what Registry reads), then why."""
+        """The manifest's ``session``: the best settings (what Store reads), then why."""
         return SessionRecord(
             settings=self.best,
             tuned=TuningSummary(

@@ -1,12 +1,12 @@
 """Benchmark the runtime: single-row latency and micro-batched throughput, as ratios in one run.
 
-1. Single-row latency of each model of a converted registry, three ways, interleaved so that
-   machine drift hits all alike: scikit-learn called directly on the source model, ``Registry``
+1. Single-row latency of each model of a converted store, three ways, interleaved so that
+   machine drift hits all alike: scikit-learn called directly on the source model, ``Store``
    (apo's own serving path: input checks, conversion, label mapping), and a bare onnxruntime
    session on the same artifact with the input already converted. Classifiers are timed on
    ``predict_proba``, regressors on ``predict``.
 2. Throughput of one model with 1, 16 and 256 concurrent async callers, each sending single-row
-   requests: through one ``BatchPredictor`` versus unbatched ``Registry.predict_async`` calls
+   requests: through one ``BatchPredictor`` versus unbatched ``Store.predict_async`` calls
    (one onnxruntime call per request), plus a plain synchronous loop for reference.
 
 Every figure printed is a ratio measured in this run on this machine; absolute times are shown
@@ -15,7 +15,7 @@ for context only.
 Usage::
 
     apo convert models/
-    python examples/bench_runtime.py [--registry models/onnx] [--model reversal_rf]
+    python examples/bench_runtime.py [--store models/onnx] [--model reversal_rf]
                                      [--budget-s 1.0] [--threads 0]
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from alphapulse_onnx import BatchPredictor, Registry, loading, runtime
+from alphapulse_onnx import BatchPredictor, Store, loading, runtime
 
 CALLERS = (1, 16, 256)
 
@@ -72,26 +72,26 @@ def interleaved(
     return {k: statistics.median(v) for k, v in results.items()}
 
 
-def latency_table(registry: Registry, rows: np.ndarray, budget_s: float) -> list[dict[str, Any]]:
+def latency_table(store: Store, rows: np.ndarray, budget_s: float) -> list[dict[str, Any]]:
     table = []
-    for name in registry.names:
-        model = registry[name]
+    for name in store.names:
+        model = store[name]
         if model.engine != "onnxruntime":
             print(f"  {name}: skipped ({model.fallback_reason})")
             continue
-        estimator = loading.load(registry.root / model.entry.source.path).estimator
+        estimator = loading.load(store.root / model.entry.source.path).estimator
         x = rows[:1]
         frame = model.source_rows(x)  # what scikit-learn was fit on
         proba = model.has_proba
         sk_fn = estimator.predict_proba if proba else estimator.predict
         apo_fn = model.predict_proba if proba else model.predict
         bare = runtime.make_session(
-            (registry.manifest_dir / model.entry.artifact.path).read_bytes()  # type: ignore[union-attr]
+            (store.manifest_dir / model.entry.artifact.path).read_bytes()  # type: ignore[union-attr]
         )
         feeds = model.prepare(x)  # the onnxruntime feeds apo builds
         calls: dict[str, Callable[[], Any]] = {
             "sklearn": functools.partial(sk_fn, frame),
-            "registry": functools.partial(apo_fn, x),
+            "store": functools.partial(apo_fn, x),
             "bare": functools.partial(bare.run, None, feeds),
         }
         times = interleaved(calls, budget_s)
@@ -115,14 +115,14 @@ async def _callers(
 
 
 async def throughput(
-    registry: Registry, name: str, rows: np.ndarray, total_requests: int
+    store: Store, name: str, rows: np.ndarray, total_requests: int
 ) -> list[dict[str, Any]]:
-    model = registry[name]
+    model = store[name]
     out = []
     for n in CALLERS:
         each = max(1, total_requests // n)
         unbatched = await _callers(n, each, model.predict_async, rows)
-        async with BatchPredictor(registry, max_batch_size=256, max_delay_ms=1.0) as bp:
+        async with BatchPredictor(store, max_batch_size=256, max_delay_ms=1.0) as bp:
             batched = await _callers(n, each, lambda r: bp.predict(name, r), rows)
             stats = bp.stats()[name]
         out.append(
@@ -136,8 +136,8 @@ async def throughput(
     return out
 
 
-def sync_loop(registry: Registry, name: str, rows: np.ndarray, seconds: float) -> float:
-    model = registry[name]
+def sync_loop(store: Store, name: str, rows: np.ndarray, seconds: float) -> float:
+    model = store[name]
     count = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -148,7 +148,7 @@ def sync_loop(registry: Registry, name: str, rows: np.ndarray, seconds: float) -
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--registry", type=Path, default=Path("models/onnx"))
+    parser.add_argument("--store", type=Path, default=Path("models/onnx"))
     parser.add_argument(
         "--data",
         type=Path,
@@ -172,35 +172,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     settings = runtime.SessionSettings(intra_op_threads=args.threads) if args.threads else None
-    registry = Registry.open(args.registry, settings=settings)
+    store = Store.open(args.store, settings=settings)
     rows = pd.read_csv(args.data)
-    names = registry[registry.names[0]].feature_names
+    names = store[store.names[0]].feature_names
     X = rows[list(names)].to_numpy() if names else rows.to_numpy()
     print(
         f"runtime benchmark on {runtime.cpu_name()}; onnxruntime {runtime.version()}; "
-        f"providers {', '.join(registry.providers)}"
+        f"providers {', '.join(store.providers)}"
     )
 
     print("\n1. single-row latency (median µs per call; ratios from the same run)")
     print(
-        f"  {'model':<22}{'sklearn':>10}{'registry':>10}{'bare ort':>10}"
-        f"{'sklearn/registry':>18}{'registry/bare':>15}"
+        f"  {'model':<22}{'sklearn':>10}{'store':>10}{'bare ort':>10}"
+        f"{'sklearn/store':>18}{'store/bare':>15}"
     )
-    for row in latency_table(registry, X, args.budget_s):
+    for row in latency_table(store, X, args.budget_s):
         print(
-            f"  {row['model']:<22}{row['sklearn']:>10.1f}{row['registry']:>10.1f}"
+            f"  {row['model']:<22}{row['sklearn']:>10.1f}{row['store']:>10.1f}"
             f"{row['bare']:>10.1f}"
-            f"{row['sklearn'] / row['registry']:>17.1f}x{row['registry'] / row['bare']:>14.2f}x"
+            f"{row['sklearn'] / row['store']:>17.1f}x{row['store'] / row['bare']:>14.2f}x"
         )
 
     print(f"\n2. throughput of {args.model!r}, single-row requests (rows/s)")
-    loop_rate = sync_loop(registry, args.model, X, seconds=min(2.0, args.budget_s * 2))
-    print(f"  plain synchronous loop of Registry.predict: {loop_rate:,.0f} rows/s")
+    loop_rate = sync_loop(store, args.model, X, seconds=min(2.0, args.budget_s * 2))
+    print(f"  plain synchronous loop of Store.predict: {loop_rate:,.0f} rows/s")
     print(
         f"  {'callers':>8}{'BatchPredictor':>16}{'unbatched async':>17}{'batched/unbatched':>19}"
         f"{'mean batch':>12}"
     )
-    for row in asyncio.run(throughput(registry, args.model, X, args.requests)):
+    for row in asyncio.run(throughput(store, args.model, X, args.requests)):
         print(
             f"  {row['callers']:>8}{row['batched']:>16,.0f}{row['unbatched']:>17,.0f}"
             f"{row['batched'] / row['unbatched']:>18.2f}x{row['mean_batch']:>12.1f}"

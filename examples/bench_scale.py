@@ -173,7 +173,7 @@ def local_engine(manifest_dir: Path, single: Path, out: Path) -> tuple[float, in
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", runner, sys.executable, "-m", "alphapulse_onnx", "predict", "forest",
-         str(single), "--registry", str(manifest_dir), "-o", str(out), "--chunk-size", "100000"],
+         str(single), "--store", str(manifest_dir), "-o", str(out), "--chunk-size", "100000"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     seconds = time.perf_counter() - started

@@ -1,7 +1,8 @@
 """Score the pattern-model registry for several symbols through a BatchPredictor (the seed system).
 
 The seed trading system scored every pattern model for every symbol as each hourly bar closed. This
-reproduces that loop on the shipped registry (``models/``, converted by ``apo convert models/``):
+reproduces that loop on the shipped registry (``models/``; ``apo convert models/`` writes its store,
+``models/onnx``):
 synthetic candles for BTCUSDT, ETHUSDT and ADAUSDT (``ohlcv_features.py``; never real market
 data), the 16 features of the latest bar, and one request per (symbol, model) sent concurrently
 through one ``BatchPredictor``, which gathers them into one onnxruntime call per model. Each
@@ -10,7 +11,7 @@ request prints the engine that served it and its inference time; the batcher's s
 Usage::
 
     apo convert models/
-    python examples/serve_patterns.py [--registry models/onnx] [--bars 400] [--rounds 3]
+    python examples/serve_patterns.py [--store models/onnx] [--bars 400] [--rounds 3]
                                       [--threads 1]
 
 Each model runs in its own onnxruntime session; ``--threads 1`` (the default here) gives each
@@ -33,7 +34,7 @@ import pandas as pd
 # Sibling module: running this file as a script puts examples/ on sys.path.
 from ohlcv_features import engineer_features, generate_ohlcv
 
-from alphapulse_onnx import ApoError, BatchPredictor, Registry
+from alphapulse_onnx import ApoError, BatchPredictor, Store
 from alphapulse_onnx.runtime import SessionSettings
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "ADAUSDT")
@@ -54,10 +55,10 @@ def describe(answer: Any, proba: Any, classes: Any) -> str:
 
 
 async def score_bar(
-    bp: BatchPredictor, registry: Registry, symbol: str, name: str, row: pd.DataFrame
+    bp: BatchPredictor, store: Store, symbol: str, name: str, row: pd.DataFrame
 ) -> str:
     """One request: the label (and its probability when the model has them) for one bar."""
-    model = registry[name]
+    model = store[name]
     started = time.perf_counter()
     if model.has_proba:
         proba = await bp.predict_proba(name, row)
@@ -72,16 +73,16 @@ async def score_bar(
     )
 
 
-async def serve(registry: Registry, features: dict[str, pd.DataFrame], rounds: int) -> None:
-    names = registry.names
-    async with BatchPredictor(registry, max_batch_size=256, max_delay_ms=2.0) as bp:
+async def serve(store: Store, features: dict[str, pd.DataFrame], rounds: int) -> None:
+    names = store.names
+    async with BatchPredictor(store, max_batch_size=256, max_delay_ms=2.0) as bp:
         for step in range(rounds):
             # the bar that closes now: rounds - step bars before the end of the history
             index = -(rounds - step)
             stamp = next(iter(features.values())).index[index]
             print(f"\nbar closed at {stamp}  ({len(SYMBOLS)} symbols x {len(names)} models)")
             requests = [
-                score_bar(bp, registry, symbol, name, frame.iloc[[index]])
+                score_bar(bp, store, symbol, name, frame.iloc[[index]])
                 for symbol, frame in features.items()
                 for name in names
             ]
@@ -108,10 +109,10 @@ async def serve(registry: Registry, features: dict[str, pd.DataFrame], rounds: i
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--registry",
+        "--store",
         type=Path,
         default=Path("models/onnx"),
-        help="converted registry (apo convert models/)",
+        help="the store apo convert wrote (apo convert models/ writes models/onnx)",
     )
     parser.add_argument("--bars", type=int, default=400, help="history length per symbol")
     parser.add_argument("--rounds", type=int, default=3, help="bars to score, one after another")
@@ -126,15 +127,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = SessionSettings(intra_op_threads=args.threads) if args.threads else None
-        registry = Registry.open(args.registry, settings=settings)
+        store = Store.open(args.store, settings=settings)
     except ApoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     features = features_by_symbol(args.bars, args.seed)
-    for name in registry.names:  # load every model before the clock starts
-        model = registry[name]
+    for name in store.names:  # load every model before the clock starts
+        model = store[name]
         print(f"{name:<20} {model.engine:<11} {model.provider or model.fallback_reason}")
-    asyncio.run(serve(registry, features, args.rounds))
+    asyncio.run(serve(store, features, args.rounds))
     return 0
 
 

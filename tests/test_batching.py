@@ -12,7 +12,7 @@ import pytest
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from alphapulse_onnx import BatchPredictor, Registry
+from alphapulse_onnx import BatchPredictor, Store
 from alphapulse_onnx.commands.convert import ConvertOptions
 from alphapulse_onnx.commands.convert import run as convert_run
 from alphapulse_onnx.errors import InputError, InvalidInputError
@@ -31,14 +31,14 @@ def models(iris: Any, diabetes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Any]) -> Registry:
+def store(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Any]) -> Store:
     root = tmp_path_factory.mktemp("batching") / "registry"
     root.mkdir()
     for name, model in models.items():
         joblib.dump(model, root / f"{name}.joblib")
     options = ConvertOptions(registry=root, jobs=1)
     list(convert_run(options))
-    return Registry.open(options.out_dir)
+    return Store.open(options.out_dir)
 
 
 def _slice(X: np.ndarray, i: int) -> np.ndarray:
@@ -47,12 +47,12 @@ def _slice(X: np.ndarray, i: int) -> np.ndarray:
 
 
 def test_hundreds_of_callers_each_get_their_own_rows(
-    registry: Registry, models: dict[str, Any], iris: Any, diabetes: Any
+    store: Store, models: dict[str, Any], iris: Any, diabetes: Any
 ) -> None:
     Xi, Xd = iris[0], diabetes[0]
 
     async def main() -> tuple[list[Any], dict[str, Any]]:
-        async with BatchPredictor(registry, max_batch_size=64, max_delay_ms=5) as bp:
+        async with BatchPredictor(store, max_batch_size=64, max_delay_ms=5) as bp:
 
             async def caller(i: int) -> tuple[Any, ...]:
                 rows = _slice(Xi, i)
@@ -83,9 +83,9 @@ def test_hundreds_of_callers_each_get_their_own_rows(
     assert stats["words"]["requests"] == 600
 
 
-def test_batches_never_exceed_max_batch_size(registry: Registry, iris: Any) -> None:
+def test_batches_never_exceed_max_batch_size(store: Store, iris: Any) -> None:
     async def main() -> dict[str, Any]:
-        async with BatchPredictor(registry, max_batch_size=8, max_delay_ms=50) as bp:
+        async with BatchPredictor(store, max_batch_size=8, max_delay_ms=50) as bp:
             await asyncio.gather(*(bp.predict("forest", iris[0][i : i + 3]) for i in range(40)))
             return bp.stats()["forest"]
 
@@ -95,11 +95,11 @@ def test_batches_never_exceed_max_batch_size(registry: Registry, iris: Any) -> N
     assert stats["batches"] >= 120 / 8
 
 
-def test_a_bad_caller_fails_alone(registry: Registry, models: dict[str, Any], iris: Any) -> None:
+def test_a_bad_caller_fails_alone(store: Store, models: dict[str, Any], iris: Any) -> None:
     X = iris[0]
 
     async def main() -> list[Any]:
-        async with BatchPredictor(registry, max_batch_size=256, max_delay_ms=5) as bp:
+        async with BatchPredictor(store, max_batch_size=256, max_delay_ms=5) as bp:
             bad = {
                 10: bp.predict("forest", [[1.0, 2.0]]),  # wrong width
                 20: bp.predict("forest", [[1.0, "x", 3.0, 4.0]]),  # not a number
@@ -120,13 +120,11 @@ def test_a_bad_caller_fails_alone(registry: Registry, models: dict[str, Any], ir
             np.testing.assert_array_equal(result, models["forest"].predict(X[i : i + 2]))
 
 
-def test_stop_drains_pending_requests(
-    registry: Registry, models: dict[str, Any], iris: Any
-) -> None:
+def test_stop_drains_pending_requests(store: Store, models: dict[str, Any], iris: Any) -> None:
     X = iris[0]
 
     async def main() -> tuple[list[np.ndarray], BatchPredictor]:
-        bp = BatchPredictor(registry, max_batch_size=4, max_delay_ms=200)
+        bp = BatchPredictor(store, max_batch_size=4, max_delay_ms=200)
         await bp.start()
         tasks = [asyncio.ensure_future(bp.predict("forest", X[i : i + 1])) for i in range(30)]
         await asyncio.sleep(0)  # the requests are queued, most not yet run
@@ -145,14 +143,14 @@ def test_stop_drains_pending_requests(
 
 
 def test_sklearn_fallback_is_batched_too(
-    tmp_path: Path, models: dict[str, Any], registry: Registry, iris: Any
+    tmp_path: Path, models: dict[str, Any], store: Store, iris: Any
 ) -> None:
     import shutil
 
     copy = tmp_path / "copy"
-    shutil.copytree(registry.root, copy)
+    shutil.copytree(store.root, copy)
     (copy / "onnx" / "words.onnx").unlink()
-    fallback = Registry.open(copy / "onnx")
+    fallback = Store.open(copy / "onnx")
     X = iris[0]
 
     async def main() -> list[np.ndarray]:
@@ -166,11 +164,11 @@ def test_sklearn_fallback_is_batched_too(
     np.testing.assert_array_equal(np.concatenate(results), models["words"].predict_proba(X[:147]))
 
 
-def test_bad_settings_are_refused(registry: Registry) -> None:
+def test_bad_settings_are_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="max_batch_size"):
-        BatchPredictor(registry, max_batch_size=0)
+        BatchPredictor(store, max_batch_size=0)
     with pytest.raises(ValueError, match="max_delay_ms"):
-        BatchPredictor(registry, max_delay_ms=-1)
+        BatchPredictor(store, max_delay_ms=-1)
 
 
 def test_serve_patterns_example(
@@ -192,7 +190,7 @@ def test_serve_patterns_example(
     )
     options = ConvertOptions(registry=root, jobs=1)
     list(convert_run(options))
-    assert main(["--registry", str(options.out_dir), "--rounds", "2", "--bars", "200"]) == 0
+    assert main(["--store", str(options.out_dir), "--rounds", "2", "--bars", "200"]) == 0
     out = capsys.readouterr().out
     for symbol in ("BTCUSDT", "ETHUSDT", "ADAUSDT"):
         assert out.count(symbol) == 4  # 2 models x 2 bars

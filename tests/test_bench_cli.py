@@ -121,13 +121,13 @@ def test_tuning_records_settings_that_registry_uses(out: Path) -> None:
     assert [b["batch_size"] for b in entry["bands"]] == [1, 64]
     tuned = SessionSettings.from_json(entry)
     assert report["models"][0]["results"]  # timed with the tuned settings...
-    pytest.importorskip("alphapulse_onnx.registry")
-    from alphapulse_onnx.registry import Registry
+    pytest.importorskip("alphapulse_onnx.store")
+    from alphapulse_onnx.store import Store
 
-    served = Registry.open(out)["iris_rf"]  # ...which Registry reads from the manifest
+    served = Store.open(out)["iris_rf"]  # ...which Store reads from the manifest
     assert served.engine == "onnxruntime"
-    assert model["apo_path"] == "registry"
-    assert Registry.open(out).manifest.entry("iris_rf").session_settings == tuned
+    assert model["apo_path"] == "store"
+    assert Store.open(out).manifest.entry("iris_rf").session_settings == tuned
     _assert_reads_back_unchanged(out / "manifest.json")
 
 

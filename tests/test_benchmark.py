@@ -189,7 +189,7 @@ def test_tune_records_settings_registry_can_read(artifacts: dict[str, tuple[Any,
     assert result.worst_regret >= 1.0
     session = result.session_record(cpu="test cpu", cores=2)
     raw = session.to_json()
-    assert SessionSettings.from_json(raw) == result.best  # what Registry reads back
+    assert SessionSettings.from_json(raw) == result.best  # what Store reads back
     assert [band["batch_size"] for band in raw["bands"]] == [1, 64]
     assert raw["tuned"]["cores"] == 2
     for band in session.bands:

@@ -37,7 +37,7 @@ def test_train_registry_rebuilds_the_shipped_registry(trained: Path) -> None:
 
 def test_serve_patterns_scores_every_symbol_through_the_batch_predictor(trained: Path) -> None:
     _run("-m", "alphapulse_onnx", "convert", str(trained))
-    done = _run("examples/serve_patterns.py", "--registry", str(trained / "onnx"),
+    done = _run("examples/serve_patterns.py", "--store", str(trained / "onnx"),
                 "--bars", "60", "--rounds", "1")  # fmt: skip
     for symbol in ("BTCUSDT", "ETHUSDT", "ADAUSDT"):
         assert symbol in done.stdout

@@ -58,6 +58,6 @@ def test_the_predict_view_only_renders() -> None:
     assert not {
         name
         for name in runtime_imports
-        if name.startswith(("alphapulse_onnx.distributed", "alphapulse_onnx.registry"))
+        if name.startswith(("alphapulse_onnx.distributed", "alphapulse_onnx.store"))
         or name == "alphapulse_onnx.commands.predict_dask"
     }

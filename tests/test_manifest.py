@@ -121,7 +121,7 @@ BENCH = {
     "batch_sizes": [1, 64],
     "budget_s": 0.5,
     "repeat": None,
-    "apo_path": "registry",
+    "apo_path": "store",
     "settings": SETTINGS,
     "providers": {"CPUExecutionProvider": "runs", "CUDAExecutionProvider": "does not run here: x"},
     "variants": {
@@ -187,6 +187,14 @@ def test_bench_records_are_typed_and_written_back_as_read(converted: Path) -> No
     assert converted.read_text() == json.dumps(raw, indent=2) + "\n"
     schema = json.loads(files("alphapulse_onnx").joinpath("manifest.schema.json").read_text())
     jsonschema.validate(raw, schema)
+
+
+def test_bench_records_of_0_1_name_the_store_by_its_old_name(converted: Path) -> None:
+    raw = json.loads(converted.read_text())
+    raw["models"][0]["bench"] = {**BENCH, "apo_path": "registry"}
+    converted.write_text(json.dumps(raw))
+    entry = manifest.read(converted).models[0]
+    assert entry.bench is not None and entry.bench.apo_path == "store"
 
 
 def test_bench_records_read_leniently(converted: Path) -> None:

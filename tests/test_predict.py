@@ -24,7 +24,7 @@ from alphapulse_onnx.commands.convert import run as convert_run
 from alphapulse_onnx.commands.predict import PredictOptions, PredictResult
 from alphapulse_onnx.commands.predict import run as predict_run
 from alphapulse_onnx.prediction_columns import output_columns, output_schema
-from alphapulse_onnx.registry import Registry
+from alphapulse_onnx.store import Store
 
 NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 runner = CliRunner()
@@ -64,7 +64,7 @@ def iris_csv(tmp_path_factory: pytest.TempPathFactory, iris: Any) -> Path:
 
 
 def predict(manifest_dir: Path, *args: str, input: str | None = None) -> Any:
-    return runner.invoke(app, ["predict", *args, "--registry", str(manifest_dir)], input=input)
+    return runner.invoke(app, ["predict", *args, "--store", str(manifest_dir)], input=input)
 
 
 def _check_classifier(out: pd.DataFrame, model: Any, X: Any, *, proba: bool = True) -> None:
@@ -204,9 +204,7 @@ def test_chunks_change_nothing(manifest_dir: Path, iris_csv: Path) -> None:
 
 def test_command_streams_chunk_by_chunk(manifest_dir: Path, iris_csv: Path) -> None:
     stream = io.StringIO()
-    options = PredictOptions(
-        model="forest", input=str(iris_csv), registry=manifest_dir, chunk_size=40
-    )
+    options = PredictOptions(model="forest", input=str(iris_csv), store=manifest_dir, chunk_size=40)
     events = list(predict_run(options, stdout=stream))
     assert [getattr(e, "rows_done", None) for e in events[:-1]] == [40, 80, 120, 150]
     assert isinstance(events[-1], PredictResult) and events[-1].rows == 150
@@ -216,8 +214,8 @@ def test_command_streams_chunk_by_chunk(manifest_dir: Path, iris_csv: Path) -> N
 def test_output_columns_are_named_and_filled_from_the_model(
     manifest_dir: Path, models: dict[str, Any], iris: Any, diabetes: Any
 ) -> None:
-    registry = Registry.open(manifest_dir)
-    named, gbr = registry["named"], registry["gbr"]
+    store = Store.open(manifest_dir)
+    named, gbr = store["named"], store["gbr"]
     schema = output_schema(named, proba=True)
     names = [name for name, _ in schema]
     assert names == ["label", "proba_setosa", "proba_versicolor", "proba_virginica"]
@@ -325,3 +323,19 @@ def test_deleted_artifact_falls_back_with_one_warning(
         rtol=0,
         atol=1e-15,
     )
+
+
+def test_old_names_of_the_store_still_work(
+    manifest_dir: Path, iris_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0.1 called the store a (converted) registry: --registry, APO_REGISTRY, Registry."""
+    import alphapulse_onnx
+
+    assert alphapulse_onnx.Registry is alphapulse_onnx.Store
+    new = runner.invoke(app, ["predict", "forest", str(iris_csv), "--store", str(manifest_dir)])
+    old = runner.invoke(app, ["predict", "forest", str(iris_csv), "--registry", str(manifest_dir)])
+    monkeypatch.setenv("APO_REGISTRY", str(manifest_dir))
+    by_env = runner.invoke(app, ["predict", "forest", str(iris_csv)])
+    assert new.exit_code == old.exit_code == by_env.exit_code == 0, old.stderr
+    assert new.stdout == old.stdout == by_env.stdout
+    assert "--registry" not in runner.invoke(app, ["predict", "--help"]).stdout

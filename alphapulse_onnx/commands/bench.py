@@ -408,12 +408,12 @@ def bench_model(
     timed = [_sklearn_engine(ctx)]
     apo_path: ApoPath = "session"
     for provider in running:
-        via_registry = engines.registry_engine(
+        via_store = engines.store_engine(
             options.manifest_path, ctx.entry.name, ctx.reference.signature, provider
         )
-        if via_registry is not None:
-            timed.append(via_registry)
-            apo_path = "registry"
+        if via_store is not None:
+            timed.append(via_store)
+            apo_path = "store"
         else:
             timed.append(_session_engine(APO, "fp32", provider, ctx.onnx_bytes, ctx, settings))
         timed.append(_session_engine(BARE, "fp32", provider, ctx.onnx_bytes, ctx, None))

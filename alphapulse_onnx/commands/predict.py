@@ -1,6 +1,6 @@
-"""``apo predict``: score a data file (or stdin) with one model of a converted registry.
+"""``apo predict``: score a data file (or stdin) with one model of a store.
 
-``run()`` streams the input in chunks through ``Registry`` (onnxruntime, or the scikit-learn
+``run()`` streams the input in chunks through ``Store`` (onnxruntime, or the scikit-learn
 fallback) and writes each chunk's predictions as it goes, so memory is bounded by the chunk size.
 It yields a ``ChunkDone`` per chunk (for the progress bar) and ends with a ``PredictResult``.
 """
@@ -19,9 +19,9 @@ from alphapulse_onnx.datafiles.writers import open_writer, output_format
 from alphapulse_onnx.errors import InputError, InvalidInputError
 from alphapulse_onnx.loading import DEFAULT_POLICY, TrustPolicy
 from alphapulse_onnx.prediction_columns import output_columns, output_schema
-from alphapulse_onnx.registry import Model, Registry
+from alphapulse_onnx.store import Model, Store
 
-DEFAULT_REGISTRY = Path("models/onnx")
+DEFAULT_STORE = Path("models/onnx")
 DEFAULT_CHUNK_SIZE = 10_000
 _MANIFEST_SEARCH_DEPTH = 8  # folders above an artifact searched for its manifest
 
@@ -30,7 +30,7 @@ _MANIFEST_SEARCH_DEPTH = 8  # folders above an artifact searched for its manifes
 class PredictOptions:
     model: str  # a name in the manifest, or a path to a .onnx artifact
     input: str  # a data file, or "-" for stdin
-    registry: Path = DEFAULT_REGISTRY
+    store: Path = DEFAULT_STORE
     output: Path | None = None  # None: CSV on stdout
     proba: bool | None = None  # None: whenever the model gives probabilities
     provider: str | None = None
@@ -87,11 +87,11 @@ def _manifest_listing(artifact: Path) -> tuple[Path, str] | None:
     return None
 
 
-def resolve_manifest(spec: str, registry: Path) -> tuple[Path, str]:
+def resolve_manifest(spec: str, store: Path) -> tuple[Path, str]:
     """The manifest and model name ``spec`` means, without opening any session.
 
-    ``spec`` is a model name in ``registry``'s manifest, or a path to an artifact that a manifest
-    beside or above it lists (``registry`` is then not used).
+    ``spec`` is a model name in ``store``'s manifest, or a path to an artifact that a manifest
+    beside or above it lists (``store`` is then not used).
     """
     path = Path(spec)
     if spec.lower().endswith(".onnx") or (path.suffix and path.is_file()):
@@ -102,10 +102,10 @@ def resolve_manifest(spec: str, registry: Path) -> tuple[Path, str]:
             raise InputError(
                 f"no {manifest_io.MANIFEST_NAME} beside or above it lists this artifact",
                 path=path,
-                hint="pass the model's name with --registry, or rerun `apo convert`",
+                hint="pass the model's name with --store, or rerun `apo convert`",
             )
         return found
-    manifest_path = manifest_io.resolve_path(registry)
+    manifest_path = manifest_io.resolve_path(store)
     manifest = manifest_io.read(manifest_path)
     try:
         return manifest_path, manifest.entry(spec).name
@@ -113,12 +113,12 @@ def resolve_manifest(spec: str, registry: Path) -> tuple[Path, str]:
         raise InputError(str(exc.args[0]), path=manifest_path) from None
 
 
-def open_model(options: PredictOptions) -> tuple[Registry, Model]:
-    """The registry and model ``options.model`` names (a manifest name or an artifact path)."""
+def open_model(options: PredictOptions) -> tuple[Store, Model]:
+    """The store and model ``options.model`` names (a manifest name or an artifact path)."""
     providers = [options.provider] if options.provider else None
-    manifest_path, name = resolve_manifest(options.model, options.registry)
-    registry = Registry.open(manifest_path, providers=providers, policy=options.policy)
-    return registry, registry[name]
+    manifest_path, name = resolve_manifest(options.model, options.store)
+    store = Store.open(manifest_path, providers=providers, policy=options.policy)
+    return store, store[name]
 
 
 def _in_file(exc: InvalidInputError, source: str, first_row: int) -> InvalidInputError:

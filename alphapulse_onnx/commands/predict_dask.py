@@ -1,6 +1,6 @@
 """``apo predict --engine dask``: the model resolved as for the local engine, then scored on Dask.
 
-``run()`` finds the manifest and model that ``--registry`` and MODEL name (a name, or a path to
+``run()`` finds the manifest and model that ``--store`` and MODEL name (a name, or a path to
 an artifact) and hands them to ``distributed.score_dataset``, which writes Parquet partitions to
 OUTPUT_DIR. It returns the ``ScoreResult`` and never prints: progress reaches the caller through
 ``on_progress(done, total)`` as partitions land.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alphapulse_onnx import distributed
-from alphapulse_onnx.commands.predict import DEFAULT_REGISTRY, resolve_manifest
+from alphapulse_onnx.commands.predict import DEFAULT_STORE, resolve_manifest
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class DaskPredictOptions:
     model: str  # a name in the manifest, or a path to a .onnx artifact
     input: str  # a file, a folder or a glob of Parquet or CSV files
     output_dir: Path
-    registry: Path = DEFAULT_REGISTRY
+    store: Path = DEFAULT_STORE
     proba: bool | None = None  # False: no proba_<class> columns; else when the model gives them
     scheduler: str | None = None  # None: a local cluster of worker processes
     partitions: int | None = None  # None: the input's own partitions
@@ -32,7 +32,7 @@ def run(
     options: DaskPredictOptions, *, on_progress: Callable[[int, int], None] | None = None
 ) -> distributed.ScoreResult:
     """Score every row of ``options.input`` on Dask; see ``distributed.score_dataset``."""
-    manifest_path, name = resolve_manifest(options.model, options.registry)
+    manifest_path, name = resolve_manifest(options.model, options.store)
     return distributed.score_dataset(
         manifest_path,
         name,

@@ -1,4 +1,4 @@
-"""Registry: every answer checked against scikit-learn, on real artifacts and real fallbacks."""
+"""Store: every answer checked against scikit-learn, on real artifacts and real fallbacks."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
-from alphapulse_onnx import ApoError, Registry
+from alphapulse_onnx import ApoError, Store
 from alphapulse_onnx.commands.convert import ConvertOptions
 from alphapulse_onnx.commands.convert import run as convert_run
 from alphapulse_onnx.errors import (
@@ -102,36 +102,34 @@ def converted(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Any]) 
 
 @pytest.fixture
 def copy_of(converted: Path, tmp_path: Path) -> Path:
-    """A private copy of the converted registry (to delete or tamper with)."""
+    """A private copy of the store (to delete or tamper with)."""
     target = tmp_path / "registry"
     shutil.copytree(converted.parent, target)
     return target / "onnx"
 
 
 @pytest.fixture(scope="module")
-def registry(converted: Path) -> Registry:
-    return Registry.open(converted)
+def store(converted: Path) -> Store:
+    return Store.open(converted)
 
 
-def test_lists_models_and_metadata(registry: Registry, models: dict[str, Any]) -> None:
-    assert sorted(registry.names) == sorted(
-        ["iris_rf", "iris_names", "diabetes_gbr", "mixed", "svc"]
-    )
-    assert "iris_rf" in registry and len(registry) == 5
-    model = registry["iris_names"]
+def test_lists_models_and_metadata(store: Store, models: dict[str, Any]) -> None:
+    assert sorted(store.names) == sorted(["iris_rf", "iris_names", "diabetes_gbr", "mixed", "svc"])
+    assert "iris_rf" in store and len(store) == 5
+    model = store["iris_names"]
     assert model.engine == "onnxruntime"
     assert model.provider == "CPUExecutionProvider"
     assert model.feature_names == tuple(IRIS_NAMES)
     assert model.classes is not None
     assert list(model.classes) == list(models["named/iris_names.joblib"].classes_)
-    assert registry["diabetes_gbr"].classes is None
-    assert registry["diabetes_gbr"].task == "regression"
+    assert store["diabetes_gbr"].classes is None
+    assert store["diabetes_gbr"].task == "regression"
 
 
 @pytest.mark.parametrize("name", ["iris_rf", "iris_names"])
 @pytest.mark.parametrize("form", ["ndarray", "list", "dataframe", "float32"])
 def test_classifier_answers_match_sklearn(
-    registry: Registry, models: dict[str, Any], iris: Any, name: str, form: str
+    store: Store, models: dict[str, Any], iris: Any, name: str, form: str
 ) -> None:
     X = iris[0]
     estimator = models["iris_rf.joblib" if name == "iris_rf" else "named/iris_names.joblib"]
@@ -142,61 +140,59 @@ def test_classifier_answers_match_sklearn(
         "float32": X.astype(np.float32),
     }[form]
     reference = pd.DataFrame(X, columns=IRIS_NAMES) if name == "iris_names" else X
-    labels = registry[name].predict(rows)
+    labels = store[name].predict(rows)
     expected = estimator.predict(reference)
     np.testing.assert_array_equal(labels, expected)
     assert labels.shape == expected.shape
-    proba = registry[name].predict_proba(rows)
+    proba = store[name].predict_proba(rows)
     assert proba.dtype == np.float64 and proba.shape == (len(X), 3)
     np.testing.assert_allclose(proba, estimator.predict_proba(reference), atol=1e-5)
 
 
-def test_string_labels_keep_their_values(registry: Registry, iris: Any) -> None:
-    labels = registry["iris_names"].predict(pd.DataFrame(iris[0], columns=IRIS_NAMES))
+def test_string_labels_keep_their_values(store: Store, iris: Any) -> None:
+    labels = store["iris_names"].predict(pd.DataFrame(iris[0], columns=IRIS_NAMES))
     assert labels.dtype.kind in "UO"
     assert set(labels.tolist()) == set(IRIS_LABELS.tolist())
     assert isinstance(labels[0], str)
 
 
-def test_int_labels_keep_their_dtype(registry: Registry, models: dict[str, Any], iris: Any) -> None:
-    labels = registry["iris_rf"].predict(iris[0][:5])
+def test_int_labels_keep_their_dtype(store: Store, models: dict[str, Any], iris: Any) -> None:
+    labels = store["iris_rf"].predict(iris[0][:5])
     assert labels.dtype == models["iris_rf.joblib"].classes_.dtype
 
 
-def test_regression_matches_sklearn(
-    registry: Registry, models: dict[str, Any], diabetes: Any
-) -> None:
+def test_regression_matches_sklearn(store: Store, models: dict[str, Any], diabetes: Any) -> None:
     X = diabetes[0]
-    values = registry["diabetes_gbr"].predict(X)
+    values = store["diabetes_gbr"].predict(X)
     assert values.shape == (len(X),) and values.dtype == np.float64
     np.testing.assert_allclose(values, models["diabetes_gbr.joblib"].predict(X), rtol=1e-4)
     with pytest.raises(InputError, match="regressor"):
-        registry["diabetes_gbr"].predict_proba(X)
+        store["diabetes_gbr"].predict_proba(X)
 
 
 def test_dataframe_columns_matched_by_name_in_any_order(
-    registry: Registry, models: dict[str, Any], iris: Any
+    store: Store, models: dict[str, Any], iris: Any
 ) -> None:
     frame = pd.DataFrame(iris[0], columns=IRIS_NAMES)
     shuffled = frame[list(reversed(IRIS_NAMES))]
     np.testing.assert_array_equal(
-        registry["iris_names"].predict(shuffled),
+        store["iris_names"].predict(shuffled),
         models["named/iris_names.joblib"].predict(frame),
     )
     # a plain mapping of columns and a list of row dicts are matched by name too
     mapping = {name: frame[name].to_numpy() for name in reversed(IRIS_NAMES)}
     records = shuffled.to_dict("records")
-    expected = registry["iris_names"].predict_proba(frame)
-    np.testing.assert_allclose(registry["iris_names"].predict_proba(mapping), expected)
-    np.testing.assert_allclose(registry["iris_names"].predict_proba(records), expected)
+    expected = store["iris_names"].predict_proba(frame)
+    np.testing.assert_allclose(store["iris_names"].predict_proba(mapping), expected)
+    np.testing.assert_allclose(store["iris_names"].predict_proba(records), expected)
 
 
-def test_missing_and_extra_columns_are_named(registry: Registry, iris: Any) -> None:
+def test_missing_and_extra_columns_are_named(store: Store, iris: Any) -> None:
     frame = pd.DataFrame(iris[0], columns=IRIS_NAMES)
     with pytest.raises(InvalidInputError, match="missing columns: petal_width"):
-        registry["iris_names"].predict(frame.drop(columns=["petal_width"]))
+        store["iris_names"].predict(frame.drop(columns=["petal_width"]))
     with pytest.raises(ValueError, match="unexpected columns: id"):
-        registry["iris_names"].predict(frame.assign(id=1))
+        store["iris_names"].predict(frame.assign(id=1))
 
 
 @pytest.mark.parametrize(
@@ -212,29 +208,29 @@ def test_missing_and_extra_columns_are_named(registry: Registry, iris: Any) -> N
         ("1,2,3,4", "cannot use a str"),
     ],
 )
-def test_bad_rows_give_apo_errors(registry: Registry, rows: Any, message: str) -> None:
+def test_bad_rows_give_apo_errors(store: Store, rows: Any, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message) as caught:
-        registry["iris_rf"].predict(rows)
+        store["iris_rf"].predict(rows)
     assert isinstance(caught.value, ValueError) and isinstance(caught.value, ApoError)
 
 
-def test_non_numeric_cell_names_row_and_column(registry: Registry, iris: Any) -> None:
+def test_non_numeric_cell_names_row_and_column(store: Store, iris: Any) -> None:
     frame = pd.DataFrame(iris[0][:5], columns=IRIS_NAMES).astype(object)
     frame.loc[3, "petal_length"] = "n/a"
     with pytest.raises(InvalidInputError, match="row 3, column 'petal_length': 'n/a'") as caught:
-        registry["iris_names"].predict(frame)
+        store["iris_names"].predict(frame)
     assert caught.value.row == 3 and caught.value.column == "petal_length"
 
 
-def test_empty_rows_give_empty_answers(registry: Registry) -> None:
-    assert registry["iris_rf"].predict(np.empty((0, 4))).shape == (0,)
-    assert registry["iris_rf"].predict_proba(np.empty((0, 4))).shape == (0, 3)
+def test_empty_rows_give_empty_answers(store: Store) -> None:
+    assert store["iris_rf"].predict(np.empty((0, 4))).shape == (0,)
+    assert store["iris_rf"].predict_proba(np.empty((0, 4))).shape == (0, 3)
 
 
-def test_mixed_text_and_number_columns(registry: Registry, models: dict[str, Any]) -> None:
+def test_mixed_text_and_number_columns(store: Store, models: dict[str, Any]) -> None:
     estimator = models["mixed.joblib"]
     frame = _mixed_frame(50, 1)
-    model = registry["mixed"]
+    model = store["mixed"]
     assert [s.dtype for s in model.entry.inputs] == ["float32", "string", "float32"]
     assert model.engine == "onnxruntime"
     np.testing.assert_array_equal(model.predict(frame), estimator.predict(frame))
@@ -270,52 +266,50 @@ def test_feed_builder_types_each_input() -> None:
     assert list(frame.columns) == ["city", "rooms", "area"] and pd.isna(frame.city[1])
 
 
-def test_models_are_found_by_source_path_too(registry: Registry) -> None:
-    assert registry["named/iris_names.joblib"] is registry["iris_names"]
+def test_models_are_found_by_source_path_too(store: Store) -> None:
+    assert store["named/iris_names.joblib"] is store["iris_names"]
 
 
-def test_onnxruntime_errors_are_apo_errors(registry: Registry) -> None:
-    model = registry["iris_rf"]
+def test_onnxruntime_errors_are_apo_errors(store: Store) -> None:
+    model = store["iris_rf"]
     model.predict(np.zeros((1, 4)))  # the engine is chosen
     with pytest.raises(InvalidInputError, match="onnxruntime refused the rows"):
         model.run_prepared({"X": np.zeros((1, 4), dtype=np.float64)}, proba=False)
 
 
-def test_unknown_model_is_a_key_error(registry: Registry) -> None:
+def test_unknown_model_is_a_key_error(store: Store) -> None:
     with pytest.raises(UnknownModelError, match="no model named 'nope'") as caught:
-        registry["nope"]
+        store["nope"]
     assert isinstance(caught.value, KeyError)
 
 
 def test_open_accepts_the_manifest_file_and_says_when_missing(
     converted: Path, tmp_path: Path
 ) -> None:
-    assert Registry.open(converted / "manifest.json").names
+    assert Store.open(converted / "manifest.json").names
     with pytest.raises(ManifestError, match="apo convert"):
-        Registry.open(tmp_path)
+        Store.open(tmp_path)
 
 
 def test_a_provider_that_does_not_run_is_refused(converted: Path) -> None:
     with pytest.raises(ProviderError, match="does not run here"):
-        Registry.open(converted, providers=["NopeExecutionProvider"])
+        Store.open(converted, providers=["NopeExecutionProvider"])
 
 
 def test_one_session_per_model_even_under_threads(converted: Path, iris: Any) -> None:
-    registry = Registry.open(converted)
+    store = Store.open(converted)
     with ThreadPoolExecutor(8) as pool:
-        results = list(
-            pool.map(lambda i: registry["iris_rf"].predict(iris[0][i : i + 3]), range(64))
-        )
+        results = list(pool.map(lambda i: store["iris_rf"].predict(iris[0][i : i + 3]), range(64)))
     assert len(results) == 64
-    assert list(registry._sessions) == [("iris_rf", ("CPUExecutionProvider",))]
+    assert list(store._sessions) == [("iris_rf", ("CPUExecutionProvider",))]
 
 
-def test_predict_async(registry: Registry, models: dict[str, Any], iris: Any) -> None:
+def test_predict_async(store: Store, models: dict[str, Any], iris: Any) -> None:
     X = iris[0]
 
     async def main() -> list[np.ndarray]:
-        calls = [registry.predict_async("iris_rf", X[i : i + 10]) for i in range(0, 150, 10)]
-        calls.append(registry.predict_proba_async("iris_rf", X))
+        calls = [store.predict_async("iris_rf", X[i : i + 10]) for i in range(0, 150, 10)]
+        calls.append(store.predict_proba_async("iris_rf", X))
         return await asyncio.gather(*calls)
 
     *labels, proba = asyncio.run(main())
@@ -327,7 +321,7 @@ def _fallback_answers(
     manifest_dir: Path, models: dict[str, Any], iris: Any, caplog: pytest.LogCaptureFixture
 ) -> str:
     caplog.set_level(logging.WARNING, logger="alphapulse_onnx")
-    model = Registry.open(manifest_dir)["iris_rf"]
+    model = Store.open(manifest_dir)["iris_rf"]
     assert model.engine == "sklearn" and model.provider is None
     X = iris[0]
     np.testing.assert_array_equal(model.predict(X), models["iris_rf.joblib"].predict(X))
@@ -359,9 +353,9 @@ def test_tampered_artifact_falls_back_to_sklearn(
 
 
 def test_failed_conversion_serves_sklearn_without_proba(
-    registry: Registry, models: dict[str, Any], iris: Any
+    store: Store, models: dict[str, Any], iris: Any
 ) -> None:
-    model = registry["svc"]
+    model = store["svc"]
     if model.entry.ok:  # skl2onnx may learn to convert it: the answers must hold either way
         assert model.engine == "onnxruntime"
     else:
@@ -375,7 +369,7 @@ def test_source_missing_too_is_a_clear_error(copy_of: Path) -> None:
     (copy_of / "iris_rf.onnx").unlink()
     (copy_of.parent / "iris_rf.joblib").unlink()
     with pytest.raises(ApoError, match=r"cannot be served.*source model is missing"):
-        Registry.open(copy_of)["iris_rf"].predict(np.zeros((1, 4)))
+        Store.open(copy_of)["iris_rf"].predict(np.zeros((1, 4)))
 
 
 def test_without_onnxruntime_everything_falls_back(
@@ -388,9 +382,9 @@ def test_without_onnxruntime_everything_falls_back(
     script = textwrap.dedent(
         f"""
         import sys, numpy as np
-        from alphapulse_onnx import Registry
+        from alphapulse_onnx import Store
         assert "onnxruntime" not in sys.modules or sys.modules["onnxruntime"] is None
-        model = Registry.open({str(converted)!r})["iris_rf"]
+        model = Store.open({str(converted)!r})["iris_rf"]
         X = np.load({str(tmp_path / "X.npy")!r})
         np.save({str(tmp_path / "out.npy")!r}, model.predict_proba(X))
         print(model.engine, "|", model.fallback_reason)

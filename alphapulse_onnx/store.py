@@ -1,4 +1,7 @@
-"""The public runtime: ``Registry.open(path)`` and the model objects it hands out.
+"""The public runtime: ``Store.open(path)`` and the model objects it hands out.
+
+A *store* is the folder ``apo convert`` writes: the ONNX artifacts and ``manifest.json``
+(``REGISTRY/onnx`` by default). ``Store`` serves the models it lists.
 
 A model serves from its ONNX artifact with onnxruntime when the artifact exists, its sha256 still
 matches the manifest, and it converted and passed validation; otherwise from the source model with
@@ -187,14 +190,14 @@ class Engine(Protocol):
 
 
 class Model:
-    """One model of a registry: ``predict``, ``predict_proba`` and what it takes and gives.
+    """One model of a store: ``predict``, ``predict_proba`` and what it takes and gives.
 
     ``engine`` says what serves it (``"onnxruntime"`` or ``"sklearn"``); choosing it loads the
     artifact (or source) once, on first use.
     """
 
-    def __init__(self, registry: Registry, entry: ManifestEntry) -> None:
-        self._registry = registry
+    def __init__(self, store: Store, entry: ManifestEntry) -> None:
+        self._store = store
         self.entry = entry
         self.name = entry.name
         self._lock = threading.Lock()
@@ -276,11 +279,11 @@ class Model:
 
     async def predict_async(self, X: Any) -> np.ndarray:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._registry.executor, self.predict, X)
+        return await loop.run_in_executor(self._store.executor, self.predict, X)
 
     async def predict_proba_async(self, X: Any) -> np.ndarray:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._registry.executor, self.predict_proba, X)
+        return await loop.run_in_executor(self._store.executor, self.predict_proba, X)
 
     # ---------------------------------------------- for apo predict and batching
 
@@ -351,7 +354,7 @@ class Model:
         if data is not None:
             builder = FeedBuilder(entry.inputs, entry.feature_names, model=self.name)
             try:
-                session = self._registry.session_for(self.name, data, entry)
+                session = self._store.session_for(self.name, data, entry)
             except Exception as exc:
                 reason = f"onnxruntime cannot load the artifact ({first_line(exc)})"
             else:
@@ -371,9 +374,9 @@ class Model:
             return "its artifact did not pass validation", None
         if not runtime.is_available():
             return "onnxruntime is not installed", None
-        if not self._registry.providers:
+        if not self._store.providers:
             return "no onnxruntime execution provider runs here", None
-        files = manifest_io.verify(entry, self._registry.manifest_dir)
+        files = manifest_io.verify(entry, self._store.manifest_dir)
         if not files.intact:
             return f"its {files.problems[0]}", None
         return None, files.artifact_bytes
@@ -382,14 +385,14 @@ class Model:
         from alphapulse_onnx import loading
 
         entry = self.entry
-        source = self._registry.root / entry.source.path
+        source = self._store.root / entry.source.path
         if not source.is_file():
             raise ModelLoadError(
                 f"model {self.name!r} cannot be served: {reason}, and its source model is missing",
                 path=source,
                 hint="restore the file or rerun `apo convert`",
             )
-        loaded = loading.load(source, self._registry.policy)
+        loaded = loading.load(source, self._store.policy)
         estimator = loaded.estimator
         inputs, names = entry.inputs, entry.feature_names
         if not inputs:  # a model that failed before its signature was recorded
@@ -413,8 +416,8 @@ class Model:
         return _SklearnEngine(estimator, builder, reason)
 
 
-class Registry:
-    """A converted registry: ``Registry.open("models/onnx")["reversal_rf"].predict(X)``."""
+class Store:
+    """A store of converted models: ``Store.open("models/onnx")["reversal_rf"].predict(X)``."""
 
     def __init__(
         self,
@@ -464,7 +467,7 @@ class Registry:
         settings: runtime.SessionSettings | None = None,
         policy: TrustPolicy = DEFAULT_POLICY,
         executor: Executor | None = None,
-    ) -> Registry:
+    ) -> Store:
         """A folder holding ``manifest.json``, or the manifest file itself.
 
         ``providers`` (e.g. ``["cuda"]``) restricts onnxruntime to those; by default the best that
@@ -511,7 +514,7 @@ class Registry:
             return model
 
     def __repr__(self) -> str:
-        return f"<apo Registry {self.manifest_path} ({len(self)} models)>"
+        return f"<apo Store {self.manifest_path} ({len(self)} models)>"
 
     def _entry(self, name: str) -> ManifestEntry:
         entry = self._entries.get(name)
@@ -554,4 +557,7 @@ class Registry:
             return session
 
 
-__all__ = ["ApoError", "Model", "Outputs", "Registry"]
+# The name of ``Store`` before 0.2: code written against it keeps working.
+Registry = Store
+
+__all__ = ["ApoError", "Model", "Outputs", "Registry", "Store"]
