@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from alphapulse_onnx.store import Model, Outputs, Store
+from alphapulse_onnx.serving import Outputs
+from alphapulse_onnx.store import Model, Store
 
 _LATENCY_WINDOW = 100_000  # per-model request latencies kept for the percentiles
 

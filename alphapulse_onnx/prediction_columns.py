@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # types only: store loads scikit-learn and onnxruntime, this stays light
-    from alphapulse_onnx.store import Model, Outputs
+    from alphapulse_onnx.serving import Outputs
+    from alphapulse_onnx.store import Model
 
 
 def output_schema(model: Model, proba: bool) -> list[tuple[str, Any]]:

@@ -17,9 +17,8 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +27,6 @@ from alphapulse_onnx import runtime
 from alphapulse_onnx.errors import (
     ApoError,
     InputError,
-    InvalidInputError,
     ModelLoadError,
     ProviderError,
     UnknownModelError,
@@ -37,156 +35,10 @@ from alphapulse_onnx.errors import (
 from alphapulse_onnx.feeds import FeedBuilder
 from alphapulse_onnx.loading import DEFAULT_POLICY, TrustPolicy
 from alphapulse_onnx.manifest import Manifest, ManifestEntry
+from alphapulse_onnx.serving import Engine, EngineName, OrtEngine, Outputs, SklearnEngine
 from alphapulse_onnx.signature import TensorSpec
 
 logger = logging.getLogger("alphapulse_onnx")
-
-EngineName = Literal["onnxruntime", "sklearn"]
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """What one run gives: labels or regression values, and class probabilities when asked."""
-
-    predictions: np.ndarray | None
-    probabilities: np.ndarray | None
-
-
-class _OrtEngine:
-    name: EngineName = "onnxruntime"
-
-    def __init__(
-        self, session: Any, builder: FeedBuilder, entry: ManifestEntry, classes: np.ndarray | None
-    ) -> None:
-        self.session = session
-        self.provider: str | None = session.get_providers()[0]
-        self.builder = builder
-        outputs = [o.name for o in session.get_outputs()]
-        self._pred_out = [outputs[0]]
-        self._proba_out = [outputs[1]] if len(outputs) > 1 else []
-        self._both_out = outputs[:2]
-        self._classes = classes
-        self._label_dtype = classes.dtype if classes is not None else None
-        shape = entry.outputs[0].shape if entry.outputs else (None, 1)
-        self._flatten = entry.task == "regression" and (len(shape) < 2 or shape[1] == 1)
-
-    def prepare(self, X: Any) -> dict[str, np.ndarray]:
-        return self.builder.feeds(X)
-
-    @staticmethod
-    def rows(prepared: dict[str, np.ndarray]) -> int:
-        return len(next(iter(prepared.values())))
-
-    @staticmethod
-    def concat(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        if len(parts) == 1:
-            return parts[0]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-    @staticmethod
-    def take(prepared: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
-        return {k: v[start:stop] for k, v in prepared.items()}
-
-    def _predictions(self, raw: np.ndarray) -> np.ndarray:
-        if self._label_dtype is not None:
-            return raw if raw.dtype == self._label_dtype else raw.astype(self._label_dtype)
-        values = raw.astype(np.float64, copy=False)
-        return values.ravel() if self._flatten else values
-
-    def _run(self, names: list[str], prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
-        try:
-            return self.session.run(names, prepared)  # type: ignore[no-any-return]
-        except Exception as exc:  # onnxruntime's own exception types: state it in apo's terms
-            raise _ort_failure(exc, self.builder.model) from None
-
-    def predict(self, prepared: dict[str, np.ndarray]) -> np.ndarray:
-        return self._predictions(self._run(self._pred_out, prepared)[0])
-
-    def predict_proba(self, prepared: dict[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(self._run(self._proba_out, prepared)[0], dtype=np.float64)
-
-    def run(self, prepared: dict[str, np.ndarray], *, proba: bool) -> Outputs:
-        if not proba:
-            return Outputs(self.predict(prepared), None)
-        labels, probabilities = self._run(self._both_out, prepared)
-        return Outputs(self._predictions(labels), np.asarray(probabilities, dtype=np.float64))
-
-
-def _ort_failure(exc: Exception, model: str) -> ApoError:
-    """onnxruntime errors as apo errors: bad arguments are the caller's input, the rest ours."""
-    detail = first_line(exc)
-    if type(exc).__name__ == "InvalidArgument":
-        return InvalidInputError(f"model {model!r}: onnxruntime refused the rows: {detail}")
-    return ApoError(f"model {model!r}: onnxruntime failed: {detail}")
-
-
-class _SklearnEngine:
-    name: EngineName = "sklearn"
-    provider: str | None = None
-
-    def __init__(self, estimator: Any, builder: FeedBuilder, reason: str) -> None:
-        self.estimator = estimator
-        self.builder = builder
-        self.reason = reason
-
-    def prepare(self, X: Any) -> Any:
-        return self.builder.frame(X)
-
-    @staticmethod
-    def rows(prepared: Any) -> int:
-        return len(prepared)
-
-    @staticmethod
-    def concat(parts: Sequence[Any]) -> Any:
-        if len(parts) == 1:
-            return parts[0]
-        if isinstance(parts[0], np.ndarray):
-            return np.concatenate(parts)
-        import pandas as pd
-
-        return pd.concat(list(parts), ignore_index=True)
-
-    @staticmethod
-    def take(prepared: Any, start: int, stop: int) -> Any:
-        return (
-            prepared[start:stop] if isinstance(prepared, np.ndarray) else prepared.iloc[start:stop]
-        )
-
-    def _call(self, method: str, prepared: Any) -> np.ndarray:
-        try:
-            return np.asarray(getattr(self.estimator, method)(prepared))
-        except ValueError as exc:  # scikit-learn's own input checks
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise InvalidInputError(f"scikit-learn refused the rows: {first}") from None
-
-    def predict(self, prepared: Any) -> np.ndarray:
-        return self._call("predict", prepared)
-
-    def predict_proba(self, prepared: Any) -> np.ndarray:
-        return np.asarray(self._call("predict_proba", prepared), dtype=np.float64)
-
-    def run(self, prepared: Any, *, proba: bool) -> Outputs:
-        return Outputs(self.predict(prepared), self.predict_proba(prepared) if proba else None)
-
-
-class Engine(Protocol):
-    """How a model computes: onnxruntime on its artifact, or scikit-learn on its source model.
-
-    ``prepare`` validates and converts a caller's rows once; ``concat`` and ``take`` merge and
-    split prepared rows (``BatchPredictor`` serves many callers in one run); ``run`` answers.
-    """
-
-    name: EngineName
-    provider: str | None
-    builder: FeedBuilder
-
-    def prepare(self, X: Any) -> Any: ...
-    def rows(self, prepared: Any) -> int: ...
-    def concat(self, parts: Sequence[Any]) -> Any: ...
-    def take(self, prepared: Any, start: int, stop: int) -> Any: ...
-    def predict(self, prepared: Any) -> np.ndarray: ...
-    def predict_proba(self, prepared: Any) -> np.ndarray: ...
-    def run(self, prepared: Any, *, proba: bool) -> Outputs: ...
 
 
 class Model:
@@ -237,7 +89,7 @@ class Model:
     @property
     def has_proba(self) -> bool:
         engine = self.load()
-        if isinstance(engine, _SklearnEngine):
+        if isinstance(engine, SklearnEngine):
             try:
                 return self.task == "classification" and hasattr(engine.estimator, "predict_proba")
             except Exception:
@@ -256,7 +108,7 @@ class Model:
     @property
     def fallback_reason(self) -> str | None:
         engine = self.load()
-        return engine.reason if isinstance(engine, _SklearnEngine) else None
+        return engine.reason if isinstance(engine, SklearnEngine) else None
 
     # ------------------------------------------------------------ predicting
 
@@ -358,7 +210,7 @@ class Model:
             except Exception as exc:
                 reason = f"onnxruntime cannot load the artifact ({first_line(exc)})"
             else:
-                return _OrtEngine(session, builder, entry, self._classes)
+                return OrtEngine(session, builder, entry, self._classes)
         assert reason is not None
         return self._sklearn_engine(reason)
 
@@ -381,7 +233,7 @@ class Model:
             return f"its {files.problems[0]}", None
         return None, files.artifact_bytes
 
-    def _sklearn_engine(self, reason: str) -> _SklearnEngine:
+    def _sklearn_engine(self, reason: str) -> SklearnEngine:
         from alphapulse_onnx import loading
 
         entry = self.entry
@@ -413,7 +265,7 @@ class Model:
         )
         builder = FeedBuilder(inputs, names, model=self.name)
         logger.warning("model %r: serving with scikit-learn because %s", self.name, reason)
-        return _SklearnEngine(estimator, builder, reason)
+        return SklearnEngine(estimator, builder, reason)
 
 
 class Store:
