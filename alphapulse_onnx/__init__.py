@@ -1,4 +1,27 @@
-"""apo: compile scikit-learn model registries to ONNX, prove parity, benchmark and serve them."""
+"""apo: compile scikit-learn model registries to ONNX, prove parity, benchmark and serve them.
+
+Two folders: a *registry* holds your trained model files; its *store* (``REGISTRY/onnx`` by
+default) holds what apo writes: one ONNX artifact per model and ``manifest.json``.
+
+The modules, by job (docs/explanation/architecture.md walks a model and a request through them):
+
+- command line: ``cli`` (flags, one error boundary), ``commands/`` (one module per verb: options
+  in, typed events out, never prints), ``views/`` (how each verb looks), ``render`` (shared).
+- contracts: ``errors`` (exit codes, one-line failures), ``manifest`` (+ ``measurements``, what
+  bench records), ``_fsutil`` (atomic files, hashes), ``lock`` (one writer per store).
+- reading models: ``discovery`` (which files are models), ``loading/`` (the only unpickler:
+  rebuilds data, never runs the file's code), ``plugins`` (converter plugins).
+- compiling and proving: ``signature`` (what a model takes), ``probing`` and ``column_probes``
+  (rows that exercise it), ``conversion`` and ``converters/`` (skl2onnx and apo's own
+  converters), ``parity`` (does the artifact answer alike), ``checking`` (convert's and
+  validate's shared check).
+- serving: ``store`` (``Store`` and its models), ``serving`` (onnxruntime and scikit-learn
+  engines), ``feeds`` (caller's rows to an engine's input), ``runtime`` (the only onnxruntime
+  import), ``batching`` (``BatchPredictor``), ``prediction_columns``, ``datafiles/`` (rows in,
+  predictions out), ``distributed`` (Dask).
+- measuring and scaling: ``benchmark`` (the timing harness), ``engines`` (what bench times),
+  ``tuning``, ``variants`` (FP16/INT8), ``parallel`` (crash-isolating worker pool).
+"""
 
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ from types import TracebackType
 from alphapulse_onnx.errors import LockError
 
 LOCK_NAME = ".apo.lock"
-# What _fsutil.atomic_write_* leaves behind when its process is killed between mkstemp and rename:
+# What _fsutil.atomic_file (every atomic write) leaves behind when its process is killed between
+# mkstemp and rename:
 # ".NAME.<8 random characters>.tmp", as mkstemp names them.
 STALE_TEMP_GLOB = ".*.tmp"
 _STALE_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
