@@ -114,10 +114,6 @@ def test_an_exact_tie_broken_the_other_way_is_not_a_flip(tied_tree: Any) -> None
     assert report.label_agreement == pytest.approx(2 / 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parity.compare excuses any label on a tied row, even a class outside the tie",
-)
 def test_a_label_outside_the_tied_classes_is_a_flip(tied_tree: Any) -> None:
     model, rows, (labels, proba) = tied_tree
     outside = labels.copy()
