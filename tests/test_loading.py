@@ -486,8 +486,8 @@ def test_other_sklearn_version_is_recorded_and_warned(tmp_path: Path, fitted: An
     path.write_bytes(data.replace(running, older))
     loaded = loading.load(path)
     assert loaded.sklearn_version == older.decode()
-    assert loaded.warnings[0] == (
-        f"pickled with scikit-learn {older.decode()}, running {sklearn.__version__}"
+    assert loaded.warnings[0].startswith(
+        f"upgraded from scikit-learn {older.decode()} to {sklearn.__version__}: "
     )
 
 
@@ -502,12 +502,12 @@ def test_other_sklearn_version_is_surfaced_per_model_by_convert_and_validate(
     older = b"1.0.0"[: len(running)].ljust(len(running), b"0")
     data = pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL).replace(running, older)
     (registry / "old_rf.pkl").write_bytes(data)
-    expected = f"pickled with scikit-learn {older.decode()}, running {sklearn.__version__}"
+    expected = f"upgraded from scikit-learn {older.decode()} to {sklearn.__version__}: "
     result = CliRunner().invoke(app, ["convert", str(registry), "-j", "1", "--json"])
     assert result.exit_code == 0, result.stderr
     entries = {e["name"]: e for e in json.loads(result.stdout)["entries"]}
-    assert expected in entries["old_rf"]["warnings"]
-    assert not any("pickled with" in w for w in entries["iris_rf"]["warnings"])
+    assert entries["old_rf"]["warnings"][0].startswith(expected)
+    assert not any("scikit-learn" in w for w in entries["iris_rf"]["warnings"])
     manifest = json.loads((registry / "onnx" / "manifest.json").read_text())
     versions = {m["name"]: m["source"]["sklearn_version"] for m in manifest["models"]}
     assert versions["old_rf"] == older.decode()

@@ -95,6 +95,8 @@ class LoadedModel:
     estimator_type: str  # dotted class name, e.g. sklearn.ensemble._forest.RandomForestClassifier
     sklearn_version: str | None  # the version that pickled it, when the file records one
     warnings: tuple[str, ...] = field(default=())
+    # What the loader changed to run it on today's release, in words (``upgrades``).
+    upgrades: tuple[str, ...] = field(default=())
 
 
 def dotted_name(obj: object) -> str:
@@ -123,15 +125,10 @@ def load(path: Path, policy: TrustPolicy = DEFAULT_POLICY) -> LoadedModel:
         raise ModelLoadError("the file is empty", path=path, hint="re-save the model")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        obj, notes, versions = _read(path, fmt, policy, memory_limit(size, policy))
+        obj, applied, versions = _read(path, fmt, policy, memory_limit(size, policy))
         if isinstance(obj, BaseEstimator):
-            try:
-                obj = upgrades.upgrade(obj, notes)
-            except Exception as exc:  # a corrupt state that the upgrade walk trips over
-                raise ModelLoadError(
-                    f"the file holds a corrupt {type(obj).__name__} ({_first_line(exc)})",
-                    path=path,
-                ) from None
+            obj = _upgrade(path, obj, versions, applied)
+    notes: list[str] = []
     for warning in caught:
         message = str(warning.message).strip()
         if message and not issubclass(warning.category, (DeprecationWarning, FutureWarning)):
@@ -141,7 +138,11 @@ def load(path: Path, policy: TrustPolicy = DEFAULT_POLICY) -> LoadedModel:
     pickled_version = versions.get(id(obj)) or sklearn.__version__
     if pickled_version == sklearn.__version__ and others:
         pickled_version = others[0]
-    if pickled_version != sklearn.__version__:
+    applied = list(dict.fromkeys(applied))
+    if applied:
+        notes.insert(0, f"upgraded from scikit-learn {pickled_version} to {sklearn.__version__}: "
+                        + "; ".join(applied))  # fmt: skip
+    elif pickled_version != sklearn.__version__:
         notes.insert(
             0, f"pickled with scikit-learn {pickled_version}, running {sklearn.__version__}"
         )
@@ -153,7 +154,29 @@ def load(path: Path, policy: TrustPolicy = DEFAULT_POLICY) -> LoadedModel:
         estimator_type=dotted_name(obj),
         sklearn_version=pickled_version,
         warnings=tuple(dict.fromkeys(notes)),
+        upgrades=tuple(applied),
     )
+
+
+def _upgrade(path: Path, obj: Any, versions: dict[int, str], notes: list[str]) -> Any:
+    try:
+        return upgrades.upgrade(obj, versions, notes)
+    except upgrades.Untranslatable as exc:
+        raise ModelLoadError(
+            f"saved by scikit-learn {_oldest(versions)}: {exc}",
+            path=path,
+            hint="re-fit the model with a current scikit-learn, or load it with the release "
+            "that saved it",
+        ) from None
+    except Exception as exc:  # a corrupt state that the upgrade walk trips over
+        raise ModelLoadError(
+            f"the file holds a corrupt {type(obj).__name__} ({_first_line(exc)})", path=path
+        ) from None
+
+
+def _oldest(versions: dict[int, str]) -> str:
+    known = sorted(set(versions.values()), key=upgrades.version_tuple)
+    return known[0] if known else "unknown"
 
 
 def _read(
@@ -255,9 +278,7 @@ def _unpickle(path: Path, policy: TrustPolicy, limit: int) -> tuple[Any, list[st
                 hint="re-save the model with a current joblib",
             )
         obj, done = machine.unpickle(handle, meter, _trusted_lookup(policy), bool(policy.trusted))
-    for old in dict.fromkeys(done.renamed):
-        current = ".".join(upgrades.renamed(*old.rsplit(".", 1)) or ())
-        done.notes.append(f"upgraded old state: {old} is now {current}")
+    done.notes.extend(upgrades.moved_names(done.renamed))
     return obj, done.notes, done.versions
 
 

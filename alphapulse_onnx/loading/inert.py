@@ -35,7 +35,9 @@ _NUMPY_TYPES = frozenset(
      "bytes_", "complex64", "complex128", "datetime64", "timedelta64", "number", "integer",
      "floating", "generic"}
 )  # fmt: skip
-_BUILTIN_TYPES = ("object", "int", "float", "bool", "str", "list", "dict", "tuple")
+_BUILTIN_TYPES = ("object", "int", "float", "bool", "str", "list", "dict", "tuple",
+                  # warning categories, as 0.20's DeprecationDict records them
+                  "Warning", "UserWarning", "FutureWarning", "DeprecationWarning")  # fmt: skip
 # Score functions a fitted estimator keeps: SelectKBest's statistics, check_array in the
 # FunctionTransformer that HistGradientBoosting builds for categorical features.
 _INERT_FUNCTIONS = (

@@ -122,10 +122,15 @@ def check_parts(inst: Any, ctx: LoadContext) -> None:
             if held.get(key) is not None and not isinstance(held[key], Kernel):
                 raise ctx.refuse(f"the file gives a {name} a {key} that is not a kernel")
     elif module == "sklearn._loss.loss":
+        from sklearn._loss import _loss as cython_losses
         from sklearn._loss.link import BaseLink
 
         closs, link = held.get("closs"), held.get("link")
-        if type(closs).__module__ != "sklearn._loss._loss" or not isinstance(link, BaseLink):
+        cython_loss_types = tuple(
+            value for name, value in vars(cython_losses).items()
+            if name.startswith("Cy") and isinstance(value, type)
+        )  # fmt: skip
+        if not isinstance(closs, cython_loss_types) or not isinstance(link, BaseLink):
             raise ctx.refuse(f"the file gives the loss {name} parts that are not losses")
     elif name in _METHOD_NAMES and module.startswith("sklearn."):
         value = held.get(_METHOD_NAMES[name])

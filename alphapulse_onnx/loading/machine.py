@@ -60,7 +60,7 @@ class Load(state.LoadContext):
         self.tuple_depth: dict[int, tuple[int, Any]] = {}
         self.notes: list[str] = []
         self.versions: dict[int, str] = {}
-        self.renamed: list[str] = []
+        self.renamed: list[tuple[str, str]] = []  # (old name, today's or "retired")
         self.links: list[tuple[Any, Any, Any, int | None]] = []
         self.checked_dtypes: dict[int, Any] = {}
 
@@ -103,15 +103,11 @@ class Load(state.LoadContext):
             return trusted
         admitted = roles.admit(module, name)
         if admitted is None:
-            from alphapulse_onnx.loading import upgrades
-
-            current = upgrades.renamed(module, name)
-            if current is not None:
-                admitted = roles.admit(*current)
-                if admitted is not None:
-                    self.renamed.append(f"{module}.{name}")
-        if admitted is None:
-            raise NotAdmitted(module, name)
+            moved = roles.admit_moved(module, name)
+            if moved is None:
+                raise NotAdmitted(module, name)
+            admitted, current = moved
+            self.renamed.append((f"{module}.{name}", current))
         return admitted[0] if isinstance(admitted, tuple) else admitted
 
     def call(self, func: Any, args: Any) -> Any:
@@ -257,7 +253,7 @@ def _describe(value: Any) -> str:
     return f"an instance of {type_name(value)}"
 
 
-_DICT_TYPES = (dict, OrderedDict, defaultdict, standins.LoadedBunch)
+_DICT_TYPES = (dict, OrderedDict, defaultdict, standins.LoadedBunch, standins.LoadedDict)
 _BASE: dict[int, Callable[[Any], None]] = pickle._Unpickler.dispatch  # type: ignore[attr-defined]
 _LIST_TYPES = (list, standins.RemainderColsList)
 
@@ -385,7 +381,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined, misc
             raise Refused(f"the file sets items on {_describe(target)}")
         self._charge(_SLOT * len(items), "a dict")
         bunch = kind is standins.LoadedBunch
-        setitem = dict.__setitem__ if bunch else kind.__setitem__
+        setitem = dict.__setitem__ if bunch or kind is standins.LoadedDict else kind.__setitem__
         for i in range(0, len(items), 2):
             key = items[i]
             if type(key) is not str and not _key(key):

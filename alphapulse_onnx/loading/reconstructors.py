@@ -128,6 +128,8 @@ def _np_frombuffer(fn: Any, args: tuple[Any, ...], ctx: Context) -> Any:
         range(len(dims))
     ):
         raise ctx.refuse("numpy's _frombuffer was given an axis order that is no permutation")
+    if axis_order is None:  # numpy before 2.0 takes four arguments (the origin worker's)
+        return fn(buf, dtype, dims, order)
     return fn(buf, dtype, dims, order, axis_order)
 
 
@@ -215,6 +217,23 @@ def _pyx_unpickle(fn: Any, args: tuple[Any, ...], ctx: Context) -> Any:
     if not (isinstance(target, type) and issubclass(target, owner)):
         raise ctx.refuse(f"{fn.__name__} was given {type_name(cls)}, not {owner.__name__}")
     return ctx.fresh(fn(target, int(args[1]), args[2]))
+
+
+def _pyx_loss(fn: Any, args: tuple[Any, ...], ctx: Context) -> Any:
+    """A Cython loss's ``__pyx_unpickle_Cls(type, checksum, state)``, rebuilt as ``Cls(*state)``.
+
+    The state of scikit-learn's losses is their parameters (Huber's delta, a quantile, a power);
+    building from them accepts every release's checksum and needs no Cython unpickler (1.6 and
+    later pickle these losses as ``Cls(*parameters)``)."""
+    if len(args) != 3 or not is_int(args[1]) or not (args[2] is None or type(args[2]) is tuple):
+        raise ctx.refuse(f"the unpickler of {fn.__name__} was given {kinds(args)}")
+    cls = args[0]
+    if not (isinstance(cls, Name) and cls.target is fn):
+        raise ctx.refuse(f"the unpickler of {fn.__name__} was given {type_name(cls)}")
+    try:  # state None: the parameters follow as the object's state (BUILD), if any
+        return ctx.fresh(_float_args(fn, args[2] or (), ctx))
+    except TypeError:
+        raise ctx.refuse(f"{fn.__name__} does not take the parameters {args[2]!r}") from None
 
 
 def _tree(fn: Any, args: tuple[Any, ...], ctx: Context) -> Any:
@@ -465,9 +484,10 @@ _CYTHON_LOSSES = {
 for _module, _names in _CYTHON_LOSSES.items():
     for _name in _names:
         RECONSTRUCTORS[f"{_module}.{_name}"] = Reconstructor((_module, _name), _float_args)
-        RECONSTRUCTORS[f"{_module}.__pyx_unpickle_{_name}"] = Reconstructor(
-            (_module, f"__pyx_unpickle_{_name}"), _pyx_unpickle
-        )
+        RECONSTRUCTORS[f"{_module}.__pyx_unpickle_{_name}"] = (
+            Reconstructor((_module, _name), _pyx_loss) if _module == "sklearn._loss._loss"
+            else Reconstructor((_module, f"__pyx_unpickle_{_name}"), _pyx_unpickle)
+        )  # fmt: skip
 for _name in ("Classification", "Regression"):  # the SGD losses' Cython base classes
     RECONSTRUCTORS[f"sklearn.linear_model._sgd_fast.__pyx_unpickle_{_name}"] = Reconstructor(
         ("sklearn.linear_model._sgd_fast", f"__pyx_unpickle_{_name}"), _pyx_unpickle

@@ -25,12 +25,16 @@ import importlib
 import sys
 from typing import Any
 
+from alphapulse_onnx.loading import frames
 from alphapulse_onnx.loading.checks import Name, Role
 from alphapulse_onnx.loading.inert import SAFE_UFUNCS, inert_values
 from alphapulse_onnx.loading.reconstructors import RECONSTRUCTORS
+from alphapulse_onnx.loading.upgrades import names as old_names
 
 __all__ = ["MODEL_HELPERS", "SAFE_UFUNCS", "SKLEARN_ESTIMATORS", "STANDINS", "admit",
-           "admitted_names", "python3_name"]  # fmt: skip
+           "admit_moved", "admitted_names", "python3_name"]  # fmt: skip
+
+RECONSTRUCTORS.update(frames.RECONSTRUCTORS)  # pandas' rebuilders, through their checkers
 
 # --- role (a): model classes ------------------------------------------------------------------
 
@@ -162,6 +166,16 @@ MODEL_HELPERS: dict[str, frozenset[str]] = {
         "HalfLogitLink", "IdentityLink", "Interval", "LogLink", "LogitLink", "MultinomialLogit",
     }),
     "sklearn.ensemble._hist_gradient_boosting.binning": frozenset({"_BinMapper"}),
+    # Loss objects of releases that still have them (the origin worker runs those releases;
+    # today's loader turns them into placeholders, see ``upgrades.names.RETIRED``).
+    "sklearn.ensemble._gb_losses": frozenset({
+        "BinomialDeviance", "MultinomialDeviance", "ExponentialLoss", "LeastSquaresError",
+        "LeastAbsoluteError", "HuberLossFunction", "QuantileLossFunction",
+    }),
+    "sklearn.ensemble._hist_gradient_boosting.loss": frozenset({
+        "LeastSquares", "LeastAbsoluteDeviation", "BinaryCrossEntropy",
+        "CategoricalCrossEntropy", "Poisson",
+    }),
     "sklearn.ensemble._hist_gradient_boosting.predictor": frozenset({"TreePredictor"}),
     "sklearn.calibration": frozenset({"_CalibratedClassifier", "_SigmoidCalibration",
                                       "_TemperatureScaling"}),
@@ -191,7 +205,7 @@ MODEL_HELPERS: dict[str, frozenset[str]] = {
                        "Haversine", "Jaccard", "Kulsinski", "Mahalanobis", "Manhattan",
                        "Matching", "Minkowski", "RogersTanimoto", "RussellRao", "SEuclidean",
                        "SokalMichener", "SokalSneath")
-        for bits in ("32", "64")
+        for bits in ("", "32", "64")  # no suffix before 1.3
     ),  # not PyFuncDistance: it calls the function it holds
     "numpy": frozenset({"ndarray", "matrix"}),
     "numpy.ma": frozenset({"MaskedArray"}),
@@ -235,6 +249,17 @@ def _import_attr(module: str, attr: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+def _locate(module: str, attr: str) -> Any:
+    """A reconstructor by our own choice of location; numpy before 2.0 names ``numpy._core``
+    ``numpy.core`` (the origin worker runs such releases)."""
+    for candidate in dict.fromkeys((module, module.replace("numpy._core", "numpy.core", 1))):
+        try:
+            return _import_attr(candidate, attr)
+        except (ImportError, AttributeError):  # noqa: PERF203 (two tries at most)
+            pass
+    return None
+
+
 def _estimator_class(module: str, name: str) -> type | None:
     """A public estimator the pickle names by its defining module, or ``None``.
 
@@ -274,20 +299,50 @@ def admit(module: str, name: str) -> Name | tuple[Any] | None:
         return (inert[dotted],)
     reconstructor = RECONSTRUCTORS.get(dotted)
     if reconstructor is not None:
-        try:
-            target = _import_attr(*reconstructor.locate)
-        except (ImportError, AttributeError):
-            return None
-        return Name(dotted, "reconstructor", target)
+        target = _locate(*reconstructor.locate)
+        return None if target is None else Name(dotted, "reconstructor", target)
     standin = STANDINS.get(dotted)
     if standin is not None:
         from alphapulse_onnx.loading import standins
 
         return Name(dotted, "model", getattr(standins, standin))
+    if dotted in frames.STANDINS:
+        return Name(dotted, "model", frames.STANDINS[dotted])
+    if dotted in frames.MODEL_CLASSES:
+        target = _locate(*frames.MODEL_CLASSES[dotted])
+        return None if target is None else Name(dotted, "model", target)
     found = _helper_class(module, name) or (
         _estimator_class(module, name) if module.startswith("sklearn.") else None
     )
     return None if found is None else Name(dotted, "model", found)
+
+
+@functools.cache
+def admit_moved(module: str, name: str) -> tuple[Name | tuple[Any], str] | None:
+    """An old name the running release lacks: the role of what replaced it, and its dotted name
+    today (``"retired"`` for a placeholder of apo's, see ``upgrades.names``), or ``None``."""
+    for _ in range(4):  # a name can move twice (neighbors.dist_metrics -> metrics, then +64)
+        dotted = f"{module}.{name}"
+        retired = old_names.RETIRED.get(dotted)
+        if retired is not None:
+            from alphapulse_onnx.loading import standins
+
+            return Name(dotted, "model", getattr(standins, retired)), "retired"
+        if module == _SGD_FAST and name in old_names.RETIRED_SGD_LOSSES:
+            from alphapulse_onnx.loading import standins
+
+            return Name(dotted, "reconstructor", standins.RetiredSGDLoss), "retired"
+        moved = old_names.successor(module, name, SKLEARN_ESTIMATORS)
+        if moved == (module, name):
+            return None
+        module, name = moved
+        admitted = admit(module, name)
+        if admitted is not None:
+            return admitted, f"{module}.{name}"
+    return None
+
+
+_SGD_FAST = "sklearn.linear_model._sgd_fast"
 
 
 def admitted_names() -> dict[Role, set[str]]:
@@ -296,6 +351,8 @@ def admitted_names() -> dict[Role, set[str]]:
     roles["value"].update(inert_values())
     roles["reconstructor"].update(RECONSTRUCTORS)
     roles["model"].update(STANDINS)
+    roles["model"].update(frames.STANDINS)
+    roles["model"].update(frames.MODEL_CLASSES)
     for module, names in MODEL_HELPERS.items():
         roles["model"].update(f"{module}.{name}" for name in names)
     for package, names in SKLEARN_ESTIMATORS.items():

@@ -13,7 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from sklearn.base import BaseEstimator
-from sklearn.utils._available_if import available_if
+
+# public since 1.0 (the origin worker runs older releases)
+from sklearn.utils.metaestimators import available_if
 
 
 class LoadedBunch(dict):  # type: ignore[type-arg]
@@ -97,3 +99,61 @@ class FrozenModel(BaseEstimator):  # type: ignore[misc]
     @available_if(_inner_has("score_samples"))  # type: ignore[untyped-decorator]
     def score_samples(self, X: Any) -> Any:
         return self.estimator.score_samples(X)
+
+
+class LoadedDict(dict):  # type: ignore[type-arg]
+    """A dict subclass of scikit-learn's that warned on access (0.20's ``DeprecationDict``)."""
+
+    def __setstate__(self, state: Any) -> None:
+        pass  # its attributes only named the warnings to give
+
+
+# --- placeholders for retired classes (``upgrades.names.RETIRED``) -------------------------------
+# Their saved state is kept as data; ``upgrades`` replaces each with what the running release
+# uses, or refuses the file naming it. Nothing ever calls them.
+
+
+class Retired:
+    """Saved state of a class that scikit-learn retired."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.__dict__!r})"
+
+
+class RetiredBoostingLoss(Retired):
+    """A gradient-boosting loss object from before scikit-learn 1.4 (1.1 for histogram GB)."""
+
+
+class RetiredSGDLoss:
+    """An SGD loss object that later releases removed (training-time state only)."""
+
+    def __init__(self, *parameters: float) -> None:
+        self.parameters = parameters
+
+    def __repr__(self) -> str:
+        return f"RetiredSGDLoss{self.parameters!r}"
+
+
+# Gradient boosting's initial estimators before 0.21 (then DummyClassifier/DummyRegressor).
+class OldLogOddsEstimator(Retired):
+    """``prior``: the log odds of the positive class."""
+
+
+class OldScaledLogOddsEstimator(Retired):
+    """``prior``: half the log odds (the exponential loss's scale)."""
+
+
+class OldPriorProbabilityEstimator(Retired):
+    """``priors``: class frequencies."""
+
+
+class OldMeanEstimator(Retired):
+    """``mean``: the training target's mean."""
+
+
+class OldQuantileEstimator(Retired):
+    """``quantile``: the training target's ``alpha`` quantile."""
+
+
+class OldZeroEstimator(Retired):
+    """Predicts zero."""

@@ -265,9 +265,14 @@ def tree_predictor_state(inst: Any, state: Any, ctx: LoadContext) -> None:
     from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
 
     plain_state(inst, state, ctx)
-    nodes = _instance_dict(inst)["nodes"]
+    attributes = _instance_dict(inst)
+    nodes = upgrades.predictor_nodes(attributes["nodes"], ctx.notes)
     if nodes.dtype != PREDICTOR_RECORD_DTYPE:
-        inst.nodes = nodes.astype(PREDICTOR_RECORD_DTYPE, casting="same_kind")
+        nodes = nodes.astype(PREDICTOR_RECORD_DTYPE, casting="same_kind")
+    attributes["nodes"] = nodes
+    for bitsets in ("binned_left_cat_bitsets", "raw_left_cat_bitsets"):  # added in 0.24
+        if bitsets not in attributes:
+            attributes[bitsets] = np.zeros((0, 8), dtype=np.uint32)
 
 
 def binary_tree_state(inst: Any, state: Any, ctx: LoadContext) -> None:
@@ -403,8 +408,21 @@ VETTED: dict[str, Setter] = {
     "scipy.sparse._coo.coo_matrix": coo_state,
     "alphapulse_onnx.loading.standins.LoadedBunch": lambda inst, state, ctx: None,
     "alphapulse_onnx.loading.standins.RemainderColsList": lambda inst, state, ctx: None,
+    "alphapulse_onnx.loading.standins.LoadedDict": lambda inst, state, ctx: None,
 }
-_CYTHON_STATE_MODULES = ("sklearn._loss._loss", "sklearn.linear_model._sgd_fast")
+
+
+def _frame_setters() -> dict[str, Setter]:
+    from alphapulse_onnx.loading import frames
+
+    return frames.SETTERS
+
+
+_CYTHON_STATE_MODULES = (
+    "sklearn._loss._loss",
+    "sklearn.linear_model._sgd_fast",
+    "_loss",
+)  # 1.5 and 1.8 built the loss module under this name
 
 
 _SETTERS: dict[tuple[type, bool], Setter | None] = {}
@@ -423,7 +441,7 @@ def _find_setter(cls: type, trusted: bool) -> Setter | None:
     if owner is None:
         return plain_state
     dotted = _dotted(owner)
-    found = VETTED.get(dotted)
+    found = VETTED.get(dotted) or _frame_setters().get(dotted)
     if found is not None:
         return found
     if owner.__module__ in ("sklearn.neighbors._kd_tree", "sklearn.neighbors._ball_tree",
