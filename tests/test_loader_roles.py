@@ -248,10 +248,14 @@ def test_search_with_a_scorer_loads_and_its_scorer_is_inert(tmp_path: Path) -> N
                          scoring="f1_macro").fit(X, y)  # fmt: skip
     path = tmp_path / "search.joblib"
     joblib.dump(model, path)
-    loaded = loading.load(path).estimator
-    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
-    assert isinstance(loaded.scorer_, standins.InertScorer)
-    assert not callable(loaded.scorer_)
+    loaded = loading.load(path)
+    # A refitted search is converted as its best estimator, which answers as the search did.
+    assert loaded.selected == "best_estimator_"
+    assert loaded.metadata["best_params"] == model.best_params_
+    np.testing.assert_array_equal(loaded.estimator.predict(X), model.predict(X))
+    search = loading._read(path, "joblib", loading.DEFAULT_POLICY, 2**30).obj
+    assert isinstance(search.scorer_, standins.InertScorer)
+    assert not callable(search.scorer_)
 
 
 def test_frozen_estimator_loads_as_a_fixed_api_and_calibrates_alike(tmp_path: Path) -> None:

@@ -32,16 +32,18 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from alphapulse_onnx.errors import ModelLoadError, UntrustedModelError
-from alphapulse_onnx.loading import machine, roles, upgrades
+from alphapulse_onnx.loading import machine, roles, upgrades, wrappers
 from alphapulse_onnx.loading.budget import Meter
 from alphapulse_onnx.loading.checks import Name, Refused
 from alphapulse_onnx.loading.inert import SAFE_UFUNCS
+from alphapulse_onnx.loading.state import UnreadableFormat
 
 ModelFormat = Literal["joblib", "pickle", "skops"]
 MODEL_SUFFIXES: dict[str, ModelFormat] = {
     ".joblib": "joblib",
     ".pkl": "pickle",
     ".pickle": "pickle",
+    ".sav": "pickle",  # a common name for pickled models (joblib's compressed files read too)
     ".skops": "skops",
 }
 # Without --max-model-memory, a file may declare this many times its own size (compressed files
@@ -76,6 +78,9 @@ class TrustPolicy:
     trusted: tuple[str, ...] = ()
     unsafe: bool = False
     max_model_memory: int | None = None
+    # ``--select KEY``: which model to take from a file that saves several in a dict or list
+    # (``pipeline``, ``models.0``); not a trust setting, but one more rule for reading files.
+    select: str | None = None
 
     def trusts(self, module: str, name: str) -> bool:
         dotted = f"{module}.{name}"
@@ -97,6 +102,13 @@ class LoadedModel:
     warnings: tuple[str, ...] = field(default=())
     # What the loader changed to run it on today's release, in words (``upgrades``).
     upgrades: tuple[str, ...] = field(default=())
+    # When the file wraps the model: where it was found (``pipeline``, ``[0]``,
+    # ``GridSearchCV.best_estimator_``) and the plain values saved beside it (a threshold, a
+    # feature list), for the manifest.
+    selected: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # Files beside it that hold part of the model (joblib before 0.10 kept arrays in them).
+    companions: tuple[Path, ...] = ()
 
 
 def dotted_name(obj: object) -> str:
@@ -125,10 +137,13 @@ def load(path: Path, policy: TrustPolicy = DEFAULT_POLICY) -> LoadedModel:
         raise ModelLoadError("the file is empty", path=path, hint="re-save the model")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        obj, applied, versions = _read(path, fmt, policy, memory_limit(size, policy))
+        read = _read(path, fmt, policy, memory_limit(size, policy))
+        applied, versions = read.notes, read.versions
+        found = wrappers.unwrap(read.obj, path, policy.select)
+        obj = found.model
         if isinstance(obj, BaseEstimator):
             obj = _upgrade(path, obj, versions, applied)
-    notes: list[str] = []
+    notes: list[str] = list(found.notes)
     for warning in caught:
         message = str(warning.message).strip()
         if message and not issubclass(warning.category, (DeprecationWarning, FutureWarning)):
@@ -155,6 +170,9 @@ def load(path: Path, policy: TrustPolicy = DEFAULT_POLICY) -> LoadedModel:
         sklearn_version=pickled_version,
         warnings=tuple(dict.fromkeys(notes)),
         upgrades=tuple(applied),
+        selected=found.selected,
+        metadata=found.metadata,
+        companions=read.companions,
     )
 
 
@@ -179,18 +197,28 @@ def _oldest(versions: dict[int, str]) -> str:
     return known[0] if known else "unknown"
 
 
-def _read(
-    path: Path, fmt: ModelFormat, policy: TrustPolicy, limit: int
-) -> tuple[Any, list[str], dict[int, str]]:
-    """The object in the file, the notes its load made, and the versions its state recorded."""
+@dataclass
+class _Read:
+    """The object in a file, the upgrade notes its load made, the scikit-learn versions its
+    parts recorded (by ``id``), and the files beside it that it read."""
+
+    obj: Any
+    notes: list[str]
+    versions: dict[int, str]
+    companions: tuple[Path, ...] = ()
+
+
+def _read(path: Path, fmt: ModelFormat, policy: TrustPolicy, limit: int) -> _Read:
     try:
         if fmt == "skops":
-            return _load_skops(path, policy), [], {}
+            return _Read(_load_skops(path, policy), [], {})
         if policy.unsafe:
-            return _unpickle_unsafe(path), [], {}
+            return _Read(_unpickle_unsafe(path), [], {})
         return _unpickle(path, policy, limit)
     except machine.NotAdmitted as exc:
         raise _not_admitted(path, exc.module, exc.name) from None
+    except UnreadableFormat as exc:
+        raise ModelLoadError(str(exc), path=path, hint=exc.hint) from None
     except Refused as exc:
         hint = (
             "if you trust its size, rerun with --max-model-memory (e.g. 8G)"
@@ -264,22 +292,40 @@ def _missing_here(module: str, name: str) -> bool:
         return True
 
 
-def _unpickle(path: Path, policy: TrustPolicy, limit: int) -> tuple[Any, list[str], dict[int, str]]:
+def _unpickle(path: Path, policy: TrustPolicy, limit: int) -> _Read:
     meter = Meter(limit)
     # joblib sniffs the compressor (zlib, gzip, bz2, lzma, lz4) and hands back a reader.
     with (
         path.open("rb") as raw,
         numpy_pickle._validate_fileobject_and_memmap(raw, str(path), None) as (handle, _),
     ):
-        if isinstance(handle, str):
-            raise ModelLoadError(
-                "written by joblib < 0.10, whose format reads side files unchecked",
-                path=path,
-                hint="re-save the model with a current joblib",
-            )
-        obj, done = machine.unpickle(handle, meter, _trusted_lookup(policy), bool(policy.trusted))
+        if isinstance(handle, str):  # joblib before 0.10: arrays in files beside this one
+            return _unpickle_old_joblib(path, policy, meter)
+        # A plain pickle from joblib before 0.10 names its arrays' files beside it.
+        obj, done = machine.unpickle(handle, meter, _trusted_lookup(policy), bool(policy.trusted),
+                                     side_files=machine.SideFiles(path))  # fmt: skip
     done.notes.extend(upgrades.moved_names(done.renamed))
-    return obj, done.notes, done.versions
+    used = done.side_files.used if done.side_files is not None else []
+    return _Read(obj, done.notes, done.versions, tuple(dict.fromkeys(used)))
+
+
+def _unpickle_old_joblib(path: Path, policy: TrustPolicy, meter: Meter) -> _Read:
+    """joblib's format before 0.10: a pickle (zlib "Z-file" when compressed) whose arrays are
+    in ``<name>_<n>.npy`` / ``.z`` files beside it, read by the loader without pickles."""
+    import io
+
+    with path.open("rb") as raw:
+        if raw.read(len(machine.ZFILE_PREFIX)) == machine.ZFILE_PREFIX:
+            raw.seek(0)
+            stream: Any = io.BytesIO(machine.read_zfile(raw, meter.remaining))
+        else:
+            raw.seek(0)
+            stream = io.BytesIO(raw.read(meter.remaining + 1))
+    obj, done = machine.unpickle(stream, meter, _trusted_lookup(policy), bool(policy.trusted),
+                                 side_files=machine.SideFiles(path))  # fmt: skip
+    done.notes.extend(upgrades.moved_names(done.renamed))
+    used = done.side_files.used if done.side_files is not None else []
+    return _Read(obj, done.notes, done.versions, tuple(dict.fromkeys(used)))
 
 
 def _trusted_lookup(policy: TrustPolicy) -> Any:

@@ -27,6 +27,7 @@ import pickletools
 import sys
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
@@ -46,6 +47,26 @@ class ArraySpec:
     """joblib's ``NumpyArrayWrapper`` as the loader rebuilds it: a description, then the data."""
 
 
+class SideFiles:
+    """The array files beside a pickle in joblib's format before 0.10: only names that joblib
+    wrote for this file (``<file>_<n>.npy`` / ``.z``), in its folder, read without pickles."""
+
+    def __init__(self, path: Path) -> None:
+        self.folder = path.parent
+        self.prefix = f"{path.name}_"
+        self.used: list[Path] = []  # in the order read, for the manifest's hashes
+
+    def resolve(self, name: Any) -> Path:
+        if (type(name) is not str or not name.startswith(self.prefix) or "/" in name
+                or "\\" in name or name in (".", "..")
+                or not name.endswith((".npy", ".z"))):  # fmt: skip
+            raise Refused(f"the file names {name!r} as an array file beside it")
+        found = self.folder / name
+        if not found.is_file():
+            raise Refused(f"the array file {name} beside the model is missing")
+        return found
+
+
 class Load(state.LoadContext):
     """One file's load: its policy, meter, and what is created but not yet given state."""
 
@@ -62,6 +83,7 @@ class Load(state.LoadContext):
         self.versions: dict[int, str] = {}
         self.renamed: list[tuple[str, str]] = []  # (old name, today's or "retired")
         self.links: list[tuple[Any, Any, Any, int | None]] = []
+        self.side_files: SideFiles | None = None
         self.checked_dtypes: dict[int, Any] = {}
 
     # -- Context --
@@ -166,6 +188,8 @@ class Load(state.LoadContext):
 
     # -- joblib's arrays, stored after their wrapper in the stream --
     def read_wrapped_array(self, saved: Any) -> Any:
+        if type(saved) is dict and "filename" in saved:
+            return self.read_side_array(saved)
         if type(saved) is not dict or not saved.keys() <= _WRAPPER_KEYS:
             raise Refused("the file gives joblib's array wrapper an unknown state")
         subclass = saved.get("subclass")
@@ -206,6 +230,38 @@ class Load(state.LoadContext):
             array = array.byteswap().view(dtype.newbyteorder("="))
         return array
 
+    def read_side_array(self, saved: dict[str, Any]) -> Any:
+        """joblib before 0.10: the array is in a ``.npy`` file (or a zlib ``.z`` file holding
+        the raw bytes, described in the pickle) beside the model."""
+        if self.side_files is None:
+            raise Refused("the file refers to array files beside it, which only joblib files do")
+        if not saved.keys() <= _SIDE_WRAPPER_KEYS:
+            raise Refused("the file gives joblib's old array wrapper an unknown state")
+        path = self.side_files.resolve(saved["filename"])
+        self.side_files.used.append(path)
+        subclass = saved.get("subclass")
+        if subclass is not None and (
+            type(subclass) is not Name or subclass.dotted not in ("numpy.ndarray", "numpy.matrix")
+        ):
+            raise Refused(f"the file wraps an array of type {type_name(subclass)}")  # fmt: skip
+        if "state" not in saved:
+            self.charge(path.stat().st_size, "an array file")
+            return np.load(path, allow_pickle=False, mmap_mode=None)
+        # ZNDArrayWrapper: (1, shape, dtype, is_fortran) here, the raw bytes zlib-compressed there
+        described = saved["state"]
+        if type(described) is not tuple or len(described) != 4:
+            raise Refused("the file describes an old compressed array wrongly")
+        shape = checks.shape_of(described[1], self, "joblib's old array")
+        dtype = checks.check_dtype(described[2], self, "joblib's old array")
+        if dtype.hasobject:
+            raise Refused("the file keeps an object array in a side file")
+        nbytes = checks.size_of(shape) * dtype.itemsize
+        self.charge(nbytes, "an array")
+        with path.open("rb") as handle:
+            data = read_zfile(handle, nbytes)
+        flat = np.frombuffer(data, dtype=dtype)
+        return (flat.reshape(shape[::-1]).T if described[3] else flat.reshape(shape)).copy()
+
     # -- depth of hashable containers --
     def nested(self, container: Any, items: Any) -> Any:
         deepest = 0
@@ -227,6 +283,31 @@ _WRAPPER_KEYS = frozenset(
     {"subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes"}
 )
 _NATIVE = "<" if sys.byteorder == "little" else ">"
+_SIDE_WRAPPER_KEYS = frozenset({"filename", "subclass", "allow_mmap", "init_args", "state"})
+ZFILE_PREFIX = b"ZF"  # joblib before 0.10: "ZF", the length in hex (padded), then zlib data
+_ZFILE_LENGTH = 19
+
+
+def read_zfile(handle: BinaryIO, limit: int) -> bytes:
+    """One zlib "Z-file" of joblib before 0.10, decompressed to at most ``limit`` bytes."""
+    import zlib
+
+    header = handle.read(len(ZFILE_PREFIX) + _ZFILE_LENGTH)
+    if not header.startswith(ZFILE_PREFIX):
+        raise Refused("an old joblib compressed file without its header")
+    try:
+        length = int(header[len(ZFILE_PREFIX) :].strip(), 16)
+    except ValueError:
+        raise Refused("an old joblib compressed file with an unreadable length") from None
+    if length > limit:
+        raise Refused(f"an old joblib compressed file declares {length} bytes, over the limit")
+    following = handle.read(1)
+    body = (b"" if following == b" " else following) + handle.read()
+    decompressor = zlib.decompressobj()
+    data = decompressor.decompress(body, length)
+    if len(data) != length or decompressor.unconsumed_tail:
+        raise Refused("an old joblib compressed file whose data does not match its length")
+    return data
 
 
 class NotAdmitted(Refused):
@@ -589,10 +670,14 @@ def walk(root: Any, limit: int) -> None:
 _ATOMS = frozenset({str, bytes, bytearray, int, float, complex, bool, type(None)})
 
 
-def unpickle(handle: BinaryIO, meter: Meter, trust: Callable[[str, str], Any],
-             trusts_any: bool) -> tuple[Any, Load]:  # fmt: skip
-    """Read one pickle (joblib's or plain) from ``handle``; return the object and its load."""
+def unpickle(handle: BinaryIO, meter: Meter, trust: Callable[[str, str], Any], trusts_any: bool,
+             side_files: SideFiles | None = None) -> tuple[Any, Load]:  # fmt: skip
+    """Read one pickle (joblib's or plain) from ``handle``; return the object and its load.
+
+    ``side_files``: where the arrays of joblib's format before 0.10 live (``model.pkl_01.npy``
+    beside ``model.pkl``), for files written in it."""
     load = Load(MeteredReader(handle, meter), trust, trusts_any)
+    load.side_files = side_files
     root = RestrictedUnpickler(load).load()
     integrity.check_links(load.links, load)
     walk(root, limit=max(meter.limit // _CONTAINER, 1))

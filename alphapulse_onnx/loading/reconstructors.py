@@ -445,6 +445,12 @@ RECONSTRUCTORS: dict[str, Reconstructor] = {
         ("joblib.numpy_pickle", "NumpyArrayWrapper"), _array_wrapper, instantiable=True),
     "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper": Reconstructor(
         ("joblib.numpy_pickle", "NumpyArrayWrapper"), _array_wrapper, instantiable=True),
+    # joblib before 0.10: wrappers naming array files beside the pickle (machine.SideFiles)
+    **{f"{module}.{wrapper}": Reconstructor(("joblib.numpy_pickle", "NumpyArrayWrapper"),
+                                            _array_wrapper, instantiable=True)
+       for module in ("joblib.numpy_pickle", "joblib.numpy_pickle_compat",
+                      "sklearn.externals.joblib.numpy_pickle")
+       for wrapper in ("NDArrayWrapper", "ZNDArrayWrapper")},
     "sklearn.tree._tree.Tree": Reconstructor(("sklearn.tree._tree", "Tree"), _tree),
     **{f"sklearn.neighbors.{m}.newObj": Reconstructor((f"sklearn.neighbors.{m}", "newObj"),
                                                       _new_obj)

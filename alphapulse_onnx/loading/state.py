@@ -10,6 +10,7 @@ tree node links, a booster's model text instead of a path). Anything else is ref
 from __future__ import annotations
 
 import inspect
+import sys
 import types
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
@@ -344,7 +345,30 @@ def xgboost_booster_state(inst: Any, state: Any, ctx: LoadContext) -> None:
     if not all(_plain(value) for key, value in state.items() if key != "handle"):
         raise ctx.refuse("the file gives an XGBoost Booster attributes that are not plain data")
     ctx.charge(2 * len(raw or b""), "an XGBoost model")
+    if raw is not None and bytes(raw[:1]) not in (b"{", b"["):
+        # XGBoost 3 reads only its JSON/UBJSON formats; pickles of XGBoost < 2.0 hold the old
+        # binary format (the ``binf`` header from 1.0, none before).
+        era = "1.x" if raw[:4] == b"binf" else "before 1.0"
+        raise UnreadableFormat(
+            f"the XGBoost model in this file is in the binary format of XGBoost {era}, which "
+            f"XGBoost {_installed('xgboost')} cannot read",
+            "load it with the XGBoost that saved it and save it again "
+            "(model.save_model('model.json')), or install xgboost<3 beside apo",
+        )
     inst.__setstate__(state)
+
+
+class UnreadableFormat(Exception):
+    """Saved data that is honest but in a format the installed library no longer reads."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _installed(package: str) -> str:
+    module = sys.modules.get(package)  # imported already: the file's class came from it
+    return str(getattr(module, "__version__", "installed here"))
 
 
 def partial_state(inst: Any, state: Any, ctx: LoadContext) -> None:
