@@ -177,10 +177,11 @@ def generate_columns(model: Any, signature: InputSignature, *, rows: int = DEFAU
     thresholds = _column_thresholds(model, routes)
     columns: dict[str, np.ndarray] = {}
     for spec in signature.inputs:
-        plan = _plan(routes.get(spec.name, []), spec.dtype)
-        if spec.name in thresholds:
-            plan = replace(plan, thresholds=thresholds[spec.name])
-        columns[spec.name] = _draw(plan, spec.dtype, rows, rng)
+        column = spec.column_name
+        plan = _plan(routes.get(column, []), spec.dtype)
+        if column in thresholds:
+            plan = replace(plan, thresholds=thresholds[column])
+        columns[column] = _draw(plan, spec.dtype, rows, rng)
     kind = "thresholds" if thresholds else "statistics"
     return Probe(X=np.empty((rows, 0)), kind=kind, columns=columns)
 
@@ -192,12 +193,13 @@ def from_frame(frame: Any, signature: InputSignature) -> Probe:
         raise InputError(f"the sample lacks the model's columns {', '.join(map(str, missing[:5]))}")
     columns: dict[str, np.ndarray] = {}
     for spec in signature.inputs:
-        raw = frame[spec.name]
+        column = spec.column_name
+        raw = frame[column]
         if spec.dtype == "string":
-            columns[spec.name] = np.asarray(raw.astype(object).where(raw.notna(), np.nan),
-                                            dtype=object)  # fmt: skip
+            columns[column] = np.asarray(raw.astype(object).where(raw.notna(), np.nan),
+                                         dtype=object)  # fmt: skip
         elif spec.dtype == "int64":
-            columns[spec.name] = np.asarray(raw, dtype=np.int64)
+            columns[column] = np.asarray(raw, dtype=np.int64)
         else:
-            columns[spec.name] = np.asarray(raw, dtype=np.float64)
+            columns[column] = np.asarray(raw, dtype=np.float64)
     return Probe(X=np.empty((len(frame), 0)), kind="sample", columns=columns)

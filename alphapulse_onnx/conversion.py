@@ -1,10 +1,12 @@
 """The only skl2onnx import: a fitted estimator plus its signature in, an ONNX artifact out.
 
-Two fixes of our own live here. skl2onnx 1.20's HistGradientBoosting converter hands numpy bools
+Three fixes of our own live here. skl2onnx 1.20's HistGradientBoosting converter hands numpy bools
 to an integer-list node attribute, which protobuf 7 rejects; we register a wrapper that gives the
-converter a container that turns them into ints. And skl2onnx's double-precision tree graphs
-declare a double output for TreeEnsemble ops that only produce float (ai.onnx.ml opset <= 3); we
-keep the double thresholds and input, and cast the ensemble's float output up to double.
+converter a container that turns them into ints. skl2onnx's double-precision tree graphs declare
+a double output for TreeEnsemble ops that only produce float (ai.onnx.ml opset <= 3); we keep the
+double thresholds and input, and cast the ensemble's float output up to double. And its Gaussian
+mixture converter compares the opset with a number, which fails in double precision when the
+opset names each domain (as ours does); its wrapper hands it the main domain's.
 """
 
 from __future__ import annotations
@@ -142,6 +144,12 @@ _TREE_ALIASES = {
 }
 
 
+_MIXTURE_ALIASES = {
+    "SklearnGaussianMixture": "sklearn.mixture.GaussianMixture",
+    "SklearnBayesianGaussianMixture": "sklearn.mixture.BayesianGaussianMixture",
+}
+
+
 def _register_fixes() -> None:
     """Wrap the tree-ensemble converters once per process (idempotent, thread-safe)."""
     global _registered
@@ -159,7 +167,9 @@ def _register_fixes() -> None:
 
         from alphapulse_onnx import plugins
 
-        for alias, dotted in _TREE_ALIASES.items():
+        fixes = dict.fromkeys(_TREE_ALIASES, _fixing_tree_attributes)
+        fixes.update(dict.fromkeys(_MIXTURE_ALIASES, _with_main_opset))
+        for alias, dotted in {**_TREE_ALIASES, **_MIXTURE_ALIASES}.items():
             module, _, name = dotted.rpartition(".")
             model_type = getattr(importlib.import_module(module), name, None)
             if model_type is None or alias not in _converter_pool:
@@ -168,7 +178,7 @@ def _register_fixes() -> None:
                 model_type,
                 alias,
                 get_shape_calculator(alias),
-                _fixing_tree_attributes(get_converter(alias)),
+                fixes[alias](get_converter(alias)),
                 options=_converter_pool[alias].get_allowed_options(),
                 overwrite=True,
             )
@@ -190,6 +200,17 @@ def _fixing_tree_attributes(original: Any) -> Any:
             # At op_version 1 the forest/HGB converters round thresholds to float32 first.
             return function(scope, operator, wrapped, op_version=ML_OPSET)
         return original(scope, operator, wrapped)
+
+    return converter
+
+
+def _with_main_opset(original: Any) -> Any:
+    """The converter, seeing the main domain's opset where it compares the opset with a number."""
+
+    def converter(scope: Any, operator: Any, container: Any) -> Any:
+        if isinstance(operator.target_opset, dict):
+            operator.target_opset = operator.target_opset.get("", target_opset())
+        return original(scope, operator, container)
 
     return converter
 
@@ -239,7 +260,9 @@ def convert(model: Any, signature: InputSignature, *, precision: Precision = "fl
     initial_types = [("X", tensor_type([None, signature.n_features]))]
     if signature.per_column:
         initial_types = _column_types(signature, tensor_type)
+        model = _columns_by_position(model)
     _require_extras(model)
+    _refuse_feature_subsets(model)
     model = _without_transform_only_options(model)
     options = _classifier_options(model) if signature.task == "classification" else {}
     with _translate_errors(model), warnings.catch_warnings():
@@ -260,9 +283,10 @@ def convert(model: Any, signature: InputSignature, *, precision: Precision = "fl
     dtype: DType = precision
     inputs: tuple[TensorSpec, ...] = (TensorSpec("X", dtype, (None, signature.n_features)),)
     if signature.per_column:
+        columns = _columns_by_input(proto, signature)
         _drop_unused_inputs(proto)
         onnx.checker.check_model(proto, full_check=True)
-        inputs = _input_specs(proto, signature)
+        inputs = _input_specs(proto, columns)
     return Artifact(
         onnx_bytes=proto.SerializeToString(),
         inputs=inputs,
@@ -271,6 +295,19 @@ def convert(model: Any, signature: InputSignature, *, precision: Precision = "fl
         ml_opset=ML_OPSET,
         precision=precision,
     )
+
+
+def _refuse_feature_subsets(model: Any) -> None:
+    """skl2onnx's IsolationForest converter assumes that every tree saw every column."""
+    last = final_estimator(model)
+    drawn = getattr(last, "_max_features", None)
+    total = getattr(last, "n_features_in_", None)
+    if type(last).__name__ == "IsolationForest" and drawn is not None and drawn != total:
+        raise UnsupportedModelError(
+            f"IsolationForest draws {drawn} of its {total} features per tree (max_features "
+            "below 1.0), which skl2onnx cannot convert",
+            hint="refit it with max_features=1.0, or " + CUSTOM_CONVERTER_HINT,
+        )
 
 
 def _without_transform_only_options(model: Any) -> Any:
@@ -348,8 +385,37 @@ def _column_types(signature: InputSignature, float_type: Any) -> list[tuple[str,
     from skl2onnx.common.data_types import Int64TensorType, StringTensorType
 
     by_dtype = {"string": StringTensorType, "int64": Int64TensorType}
-    return [(spec.name, by_dtype.get(spec.dtype, float_type)([None, 1]))
-            for spec in signature.inputs]  # fmt: skip
+    # skl2onnx names each graph input after these, made safe; it cannot name one after nothing.
+    return [(spec.column_name or f"column_{i}", by_dtype.get(spec.dtype, float_type)([None, 1]))
+            for i, spec in enumerate(signature.inputs)]  # fmt: skip
+
+
+def _columns_by_position(model: Any) -> Any:
+    """``model`` with its leading ColumnTransformer picking columns by position, not by name.
+
+    skl2onnx looks a column picked by name up among the graph's inputs by that name, so a name it
+    cannot give an input (the empty one) would fail; by position, every name works. The copies
+    are shallow: the fitted steps are shared, never changed.
+    """
+    import copy
+
+    if getattr(model, "transformers_", None) is not None:
+        positions = getattr(model, "_transformer_to_input_indices", None)
+        if not positions:
+            return model  # an old fit without them: its names still work, all but the empty one
+        by_position = copy.copy(model)
+        by_position.transformers_ = [
+            (label, transformer, [int(i) for i in positions.get(label, ())])
+            for label, transformer, _ in model.transformers_
+        ]
+        return by_position
+    steps = getattr(model, "steps", None)
+    if not steps:
+        return model
+    by_position = copy.copy(model)
+    (label, head), *rest = steps
+    by_position.steps = [(label, _columns_by_position(head)), *rest]
+    return by_position
 
 
 def _require_extras(model: Any) -> None:
@@ -370,20 +436,33 @@ def _drop_unused_inputs(proto: onnx.ModelProto) -> None:
         proto.graph.input.extend(kept)
 
 
-def _input_specs(proto: onnx.ModelProto, signature: InputSignature) -> tuple[TensorSpec, ...]:
-    """The graph's inputs, which must be the signature's columns, in order, under their names."""
+def _columns_by_input(proto: onnx.ModelProto, signature: InputSignature) -> dict[str, str]:
+    """The user's column behind each graph input, by position.
+
+    skl2onnx finds a ColumnTransformer's columns by the names it is given, then names the graph's
+    inputs after them made safe (``"price ($)"`` becomes ``price____``, a clash gets a number), in
+    the order given: so the n-th input reads the n-th column, whatever it is called.
+    """
+    names = [graph_input.name for graph_input in proto.graph.input]
+    if len(names) != len(signature.inputs):
+        raise ConversionError(
+            f"the graph has {len(names)} inputs for the model's {len(signature.inputs)} columns"
+        )
+    return {name: spec.column_name for name, spec in zip(names, signature.inputs, strict=True)}
+
+
+def _input_specs(proto: onnx.ModelProto, columns: dict[str, str]) -> tuple[TensorSpec, ...]:
+    """The graph's inputs, each with the user's column it reads."""
     specs = []
     for graph_input in proto.graph.input:
         dtype = _ELEM_DTYPES.get(graph_input.type.tensor_type.elem_type)
         if dtype is None:
-            raise ConversionError(f"input {graph_input.name!r} is not a tensor of a known type")
-        specs.append(TensorSpec(graph_input.name, dtype, (None, 1)))
-    present = {spec.name for spec in specs}
-    expected = [spec.name for spec in signature.inputs if spec.name in present]
-    if [spec.name for spec in specs] != expected:
-        raise ConversionError(
-            f"the graph renamed its column inputs ({[s.name for s in specs][:5]}...), "
-            f"expected {expected[:5]}..."
+            raise ConversionError(
+                f"input {graph_input.name!r} (column {columns[graph_input.name]!r}) is not a "
+                "tensor of a known type"
+            )
+        specs.append(
+            TensorSpec(graph_input.name, dtype, (None, 1), column=columns[graph_input.name])
         )
     return tuple(specs)
 

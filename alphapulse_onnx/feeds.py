@@ -3,7 +3,8 @@
 Everything is driven by the entry's ``inputs`` and ``feature_names``: the classic artifact takes one
 float tensor ``X`` of ``n_features`` columns; DataFrame pipelines take one ``[None, 1]`` input per
 original column, typed ``string``, ``int64``, ``float32`` or ``float64``. Inputs consume the
-feature columns in order, each as many as its width.
+feature columns in order, each as many as its width. Callers name columns as they named them when
+fitting; the ONNX input each one feeds may carry a sanitised name (``TensorSpec.column``).
 
 Rows may be a numpy array or a list of rows (matched by position), a pandas DataFrame, a mapping of
 column -> values or a list of mappings (matched by name, in any order). Bad rows raise
@@ -81,7 +82,7 @@ class FeedBuilder:
         if names is not None and self.n_features is not None and len(names) != self.n_features:
             names = None  # inconsistent manifest: match by position only
         if names is None and len(slots) > 1 and all(s.width == 1 for s in slots):
-            names = tuple(s.name for s in slots)  # per-column inputs are named after the columns
+            names = tuple(spec.column_name for spec in inputs)  # per-column: the user's columns
         self.names = names
         self.model_feature_names = tuple(feature_names) if feature_names is not None else None
         self._name_index = {n: i for i, n in enumerate(names)} if names else {}
@@ -297,7 +298,7 @@ def probe_feeds(
     builder = FeedBuilder(inputs, None)
     if isinstance(rows, np.ndarray):
         return builder.feeds(rows)
-    return builder.feeds({spec.name: rows[spec.name] for spec in inputs})
+    return builder.feeds({spec.column_name: rows[spec.column_name] for spec in inputs})
 
 
 def _preview(items: Sequence[Any], limit: int = 5) -> str:

@@ -4,8 +4,9 @@ Random normal rows reach a handful of branches of a tree ensemble, so parity on 
 For trees we collect every feature's split thresholds and sample values just below, at and just
 above each one (in float32 and float64, where the two precisions disagree), mixed across features so
 many paths are taken. For other models we draw rows shaped by the model's own statistics: scaler
-means and scales, Naive Bayes class means, the support vectors or neighbours' ranges, and for bare
-linear models a scale set by the coefficients so the decision function sweeps its whole range.
+means and scales, Naive Bayes class means, the support vectors or neighbours' ranges, k-means
+centres and mixture components (with rows close around each), and for bare linear models a scale
+set by the coefficients so the decision function sweeps its whole range.
 
 DataFrame-fit models with one input per column draw their probes in ``column_probes``; onnxruntime
 feeds for any probe come from ``feeds.probe_feeds``.
@@ -30,6 +31,7 @@ class FeatureStats:
     scale: np.ndarray
     low: np.ndarray | None = None
     high: np.ndarray | None = None
+    points: np.ndarray | None = None  # k-means centres, mixture means: rows are drawn near them
 
 
 @dataclass(frozen=True)
@@ -62,16 +64,18 @@ def tree_thresholds(estimator: Any, n_features: int) -> list[np.ndarray] | None:
     """Per-feature split thresholds of a tree model, or ``None`` when it is not one."""
     per_feature: list[list[np.ndarray]] = [[] for _ in range(n_features)]
     found = False
-    trees: list[Any] = []
+    trees: list[tuple[Any, np.ndarray | None]] = []
     if hasattr(estimator, "tree_"):
-        trees = [estimator.tree_]
+        trees = [(estimator.tree_, None)]
     elif hasattr(estimator, "estimators_"):
-        for item in np.asarray(estimator.estimators_, dtype=object).ravel():
+        subsets = _feature_subsets(estimator, n_features)
+        for i, item in enumerate(np.asarray(estimator.estimators_, dtype=object).ravel()):
             if hasattr(item, "tree_"):
-                trees.append(item.tree_)
-    for tree in trees:
+                trees.append((item.tree_, None if subsets is None else subsets[i]))
+    for tree, columns in trees:
         mask = tree.feature >= 0
-        for feature, threshold in zip(tree.feature[mask], tree.threshold[mask], strict=True):
+        features = tree.feature[mask] if columns is None else columns[tree.feature[mask]]
+        for feature, threshold in zip(features, tree.threshold[mask], strict=True):
             per_feature[int(feature)].append(np.asarray([threshold]))
             found = True
     for per_iteration in getattr(estimator, "_predictors", None) or []:
@@ -91,6 +95,21 @@ def tree_thresholds(estimator: Any, n_features: int) -> list[np.ndarray] | None:
     if not found:
         return None
     return [np.unique(np.concatenate(t)) if t else np.empty(0) for t in per_feature]
+
+
+def _feature_subsets(estimator: Any, n_features: int) -> list[np.ndarray] | None:
+    """The raw columns each tree of a bagging ensemble (IsolationForest, Bagging*) was fit on.
+
+    Such a tree numbers its features among the columns drawn for it, where the ensemble drew a
+    subset (``max_features`` below all of them, or ``bootstrap_features``); ``None`` otherwise.
+    """
+    subsets = getattr(estimator, "estimators_features_", None)
+    if subsets is None:
+        return None
+    drew_all = getattr(estimator, "_max_features", n_features) == n_features
+    if drew_all and not getattr(estimator, "bootstrap_features", False):
+        return None
+    return [np.asarray(columns, dtype=np.int64) for columns in subsets]
 
 
 def _is_booster(estimator: Any) -> bool:
@@ -149,7 +168,35 @@ def feature_stats(estimator: Any, n_features: int) -> FeatureStats | None:
         if isinstance(points, np.ndarray) and points.ndim == 2 and points.shape[0] > 1:
             low, high = points.min(axis=0), points.max(axis=0)
             return FeatureStats(points.mean(axis=0), points.std(axis=0), low, high)
-    return None
+    return _centre_stats(est, n_features)
+
+
+def _centre_stats(est: Any, n_features: int) -> FeatureStats | None:
+    """k-means' centres, or a Gaussian mixture's means and spread: rows around and between them."""
+    centres = getattr(est, "cluster_centers_", None)
+    within: np.ndarray | float = 0.0
+    if centres is None and hasattr(est, "means_") and hasattr(est, "covariances_"):
+        centres = est.means_
+        within = np.mean(_component_variances(est, n_features), axis=0)
+    if not isinstance(centres, np.ndarray) or centres.ndim != 2:
+        return None
+    centres = np.asarray(centres, dtype=np.float64)
+    spread = np.sqrt(centres.var(axis=0) + within)
+    return FeatureStats(centres.mean(axis=0), spread, centres.min(axis=0), centres.max(axis=0),
+                        points=centres)  # fmt: skip
+
+
+def _component_variances(mixture: Any, n_features: int) -> np.ndarray:
+    """Each mixture component's variance along each feature, (components, features)."""
+    covariances = np.asarray(mixture.covariances_, dtype=np.float64)
+    kind = getattr(mixture, "covariance_type", "full")
+    if kind == "full":
+        return np.diagonal(covariances, axis1=1, axis2=2)
+    if kind == "tied":
+        return np.diag(covariances)[None, :]
+    if kind == "spherical":
+        return np.repeat(covariances[:, None], n_features, axis=1)
+    return covariances  # "diag"
 
 
 def _linear_scale(estimator: Any, n_features: int) -> np.ndarray | None:
@@ -230,6 +277,10 @@ def generate(model: Any, n_features: int, *, rows: int = DEFAULT_ROWS, seed: int
     parts = [gaussian, wide]
     if stats.low is not None and stats.high is not None:
         parts.append(rng.uniform(stats.low, stats.high, (max(rows // 4, 8), n_features)))
+    if stats.points is not None:
+        # Close to a centre, a distance is a small difference of large squares: float32 loses it.
+        near = stats.points[rng.integers(0, len(stats.points), max(rows // 4, 8))]
+        parts.append(near + rng.standard_normal(near.shape) * scale * 0.1)
     thresholds = tree_thresholds(final, n_features) if final in raw_steps else None
     kind = "statistics"
     if thresholds is not None:

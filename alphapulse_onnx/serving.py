@@ -3,6 +3,10 @@
 Both engines take a caller's rows through ``prepare`` once (validated and converted by the
 model's ``FeedBuilder``), can merge and split prepared rows (``concat``/``take``, for
 ``BatchPredictor``), and answer with ``Outputs``. ``Store`` chooses one per model.
+
+Outlier detectors and clusterers also answer the scores behind their labels (``scores``): the
+decision function, the distance to each k-means centre, or a Gaussian mixture's probabilities;
+the artifact's second output, or the same scikit-learn method.
 """
 
 from __future__ import annotations
@@ -16,16 +20,19 @@ import numpy as np
 from alphapulse_onnx.errors import ApoError, InvalidInputError, first_line
 from alphapulse_onnx.feeds import FeedBuilder
 from alphapulse_onnx.manifest import ManifestEntry
+from alphapulse_onnx.signature import SCORED_TASKS, scores_of
 
 EngineName = Literal["onnxruntime", "sklearn"]
 
 
 @dataclass(frozen=True)
 class Outputs:
-    """What one run gives: labels or regression values, and class probabilities when asked."""
+    """What one run gives: labels or regression values, class probabilities when asked, and the
+    scores behind the labels of outlier detectors and clusterers (always)."""
 
     predictions: np.ndarray | None
     probabilities: np.ndarray | None
+    scores: np.ndarray | None = None
 
 
 class OrtEngine:
@@ -45,6 +52,8 @@ class OrtEngine:
         self._label_dtype = classes.dtype if classes is not None else None
         shape = entry.outputs[0].shape if entry.outputs else (None, 1)
         self._flatten = entry.task == "regression" and (len(shape) < 2 or shape[1] == 1)
+        self._scored = entry.task in SCORED_TASKS
+        self._one_score = entry.task == "outlier_detection"  # one per row, whatever its ONNX shape
 
     def prepare(self, X: Any) -> dict[str, np.ndarray]:
         return self.builder.feeds(X)
@@ -65,9 +74,14 @@ class OrtEngine:
 
     def _predictions(self, raw: np.ndarray) -> np.ndarray:
         if self._label_dtype is not None:
-            return raw if raw.dtype == self._label_dtype else raw.astype(self._label_dtype)
+            labels = raw if raw.dtype == self._label_dtype else raw.astype(self._label_dtype)
+            return labels.ravel()  # detectors' and mixtures' labels come as [n, 1]
         values = raw.astype(np.float64, copy=False)
         return values.ravel() if self._flatten else values
+
+    def _scores(self, raw: np.ndarray) -> np.ndarray:
+        values = np.asarray(raw, dtype=np.float64)
+        return values.ravel() if self._one_score else values
 
     def _run(self, names: list[str], prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
@@ -81,11 +95,18 @@ class OrtEngine:
     def predict_proba(self, prepared: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self._run(self._proba_out, prepared)[0], dtype=np.float64)
 
+    def scores(self, prepared: dict[str, np.ndarray]) -> np.ndarray:
+        return self._scores(self._run(self._proba_out, prepared)[0])
+
     def run(self, prepared: dict[str, np.ndarray], *, proba: bool) -> Outputs:
-        if not proba:
+        if not proba and not self._scored:
             return Outputs(self.predict(prepared), None)
-        labels, probabilities = self._run(self._both_out, prepared)
-        return Outputs(self._predictions(labels), np.asarray(probabilities, dtype=np.float64))
+        labels, second = self._run(self._both_out, prepared)
+        return Outputs(
+            self._predictions(labels),
+            np.asarray(second, dtype=np.float64) if proba else None,
+            self._scores(second) if self._scored else None,
+        )
 
 
 def ort_failure(exc: Exception, model: str) -> ApoError:
@@ -100,10 +121,14 @@ class SklearnEngine:
     name: EngineName = "sklearn"
     provider: str | None = None
 
-    def __init__(self, estimator: Any, builder: FeedBuilder, reason: str) -> None:
+    def __init__(self, estimator: Any, builder: FeedBuilder, reason: str, task: str | None) -> None:
         self.estimator = estimator
         self.builder = builder
         self.reason = reason
+        self._score_method: str | None = None
+        if task in SCORED_TASKS:
+            kind = scores_of(estimator, task)
+            self._score_method = kind.method if kind is not None else "predict_proba"
 
     def prepare(self, X: Any) -> Any:
         return self.builder.frame(X)
@@ -141,8 +166,16 @@ class SklearnEngine:
     def predict_proba(self, prepared: Any) -> np.ndarray:
         return np.asarray(self._call("predict_proba", prepared), dtype=np.float64)
 
+    def scores(self, prepared: Any) -> np.ndarray:
+        assert self._score_method is not None  # Model.scores asks scored tasks only
+        return np.asarray(self._call(self._score_method, prepared), dtype=np.float64)
+
     def run(self, prepared: Any, *, proba: bool) -> Outputs:
-        return Outputs(self.predict(prepared), self.predict_proba(prepared) if proba else None)
+        return Outputs(
+            self.predict(prepared),
+            self.predict_proba(prepared) if proba else None,
+            self.scores(prepared) if self._score_method is not None else None,
+        )
 
 
 class Engine(Protocol):
@@ -162,4 +195,5 @@ class Engine(Protocol):
     def take(self, prepared: Any, start: int, stop: int) -> Any: ...
     def predict(self, prepared: Any) -> np.ndarray: ...
     def predict_proba(self, prepared: Any) -> np.ndarray: ...
+    def scores(self, prepared: Any) -> np.ndarray: ...
     def run(self, prepared: Any, *, proba: bool) -> Outputs: ...

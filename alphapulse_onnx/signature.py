@@ -6,26 +6,59 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.base import is_classifier, is_regressor
+from sklearn.base import is_classifier, is_outlier_detector, is_regressor
 
 from alphapulse_onnx.errors import UnsupportedModelError
 
 DType = Literal["float32", "float64", "int64", "string"]
-Task = Literal["classification", "regression"]
+Task = Literal["classification", "regression", "outlier_detection", "clustering"]
+ScoreMethod = Literal["decision_function", "transform"]
+# Tasks whose labels are decided from per-row scores, which their artifacts give as a second output.
+SCORED_TASKS: tuple[str, ...] = ("outlier_detection", "clustering")
 
 
 @dataclass(frozen=True)
 class TensorSpec:
+    """One tensor of an artifact. ``column``: the user's column a per-column input reads.
+
+    ONNX input names are sanitised (``"price ($)"`` becomes ``price____``), so a per-column input
+    records the column it stands for; callers, probes and parity speak only of ``column_name``.
+    """
+
     name: str
     dtype: DType
     shape: tuple[int | None, ...]
+    column: str | None = None
+
+    @property
+    def column_name(self) -> str:
+        """The user's column this input reads (its own name where none is recorded)."""
+        return self.name if self.column is None else self.column
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        raw: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        if self.column is not None:
+            raw["column"] = self.column
+        return raw
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> TensorSpec:
-        return cls(name=str(raw["name"]), dtype=raw["dtype"], shape=tuple(raw["shape"]))
+        column = raw.get("column")
+        return cls(name=str(raw["name"]), dtype=raw["dtype"], shape=tuple(raw["shape"]),
+                   column=None if column is None else str(column))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What an outlier detector's or a k-means clusterer's second output equals in scikit-learn.
+
+    ``bounded``: the scores lie on a fixed scale whatever the data (IsolationForest's lie in
+    [-1, 1]), so parity holds them to an absolute tolerance; unbounded ones (an SVM's or LOF's
+    decision function, distances to centres) scale with the data, so to a relative one.
+    """
+
+    method: ScoreMethod
+    bounded: bool
 
 
 @dataclass(frozen=True)
@@ -45,6 +78,7 @@ class InputSignature:
     classes: tuple[Any, ...] | None
     has_proba: bool  # the estimator answers predict_proba (some SVCs only decide)
     per_column: bool = False
+    scores: Scores | None = None  # outlier detectors and k-means: their second output
 
 
 @dataclass(frozen=True)
@@ -168,10 +202,66 @@ def task_of(model: Any) -> Task:
     last = final_estimator(model)
     if hasattr(last, "classes_"):
         return "classification"
+    name = type(last).__name__
+    if is_outlier_detector(last):
+        if not _predicts(last):  # LocalOutlierFactor(novelty=False) only labels its own rows
+            raise UnsupportedModelError(
+                f"{name} has no predict for new rows (it only labels the rows it was fit on); "
+                "refit it with novelty=True to serve it"
+            )
+        return "outlier_detection"
+    if _is_clusterer(last):
+        if not _predicts(last):
+            raise UnsupportedModelError(
+                f"{name} has no predict for new rows (it only labels the rows it was fit on); "
+                "apo serves clusterers that predict, such as KMeans or GaussianMixture"
+            )
+        return "clustering"
     raise UnsupportedModelError(
-        f"{type(model).__name__} is neither a classifier nor a regressor; apo compiles those "
-        "(clustering, outlier detection and transformers on their own are not served)"
+        f"{type(model).__name__} is not a classifier, regressor, outlier detector or clusterer; "
+        "apo compiles those (a transformer on its own is not served)"
     )
+
+
+def _predicts(estimator: Any) -> bool:
+    # hasattr runs the available_if check: LocalOutlierFactor answers predict only with novelty.
+    try:
+        return hasattr(estimator, "predict")
+    except Exception:  # a broken available_if check means no predict
+        return False
+
+
+def _is_clusterer(estimator: Any) -> bool:
+    """k-means and friends, and Gaussian mixtures: their predict gives each row a component."""
+    from sklearn.base import ClusterMixin
+    from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
+
+    return isinstance(estimator, (ClusterMixin, GaussianMixture, BayesianGaussianMixture))
+
+
+def _clusters(estimator: Any) -> int:
+    """How many clusters (or mixture components) a fitted clusterer labels rows with."""
+    for attr in ("cluster_centers_", "means_", "weights_"):
+        value = getattr(estimator, attr, None)
+        if value is not None:
+            return int(np.shape(value)[0])
+    raise UnsupportedModelError(
+        f"{type(estimator).__name__} records no cluster centres or components, so its labels "
+        "are unknown"
+    )
+
+
+def scores_of(model: Any, task: str) -> Scores | None:
+    """What the second output of an outlier detector or k-means clusterer equals; ``None`` for
+    the others (a Gaussian mixture's second output is ``predict_proba``, as a classifier's)."""
+    last = final_estimator(model)
+    if task == "outlier_detection":
+        from sklearn.ensemble import IsolationForest
+
+        return Scores("decision_function", bounded=isinstance(last, IsolationForest))
+    if task == "clustering" and not _answers_proba(last):
+        return Scores("transform", bounded=False)
+    return None
 
 
 def infer(model: Any, *, dtype: DType = "float32") -> InputSignature:
@@ -190,6 +280,11 @@ def infer(model: Any, *, dtype: DType = "float32") -> InputSignature:
     if task == "classification":
         classes = tuple(_plain(c) for c in model.classes_)
         has_proba = _answers_proba(model)
+    elif task == "outlier_detection":
+        classes = (-1, 1)  # scikit-learn's labels: -1 an outlier, 1 an inlier
+    elif task == "clustering":
+        classes = tuple(range(_clusters(final_estimator(model))))
+        has_proba = _answers_proba(model)  # Gaussian mixtures: each component's probability
     inputs: tuple[TensorSpec, ...] = (TensorSpec("X", dtype, (None, int(n_features))),)
     per_column = False
     if feature_names is not None:
@@ -212,6 +307,7 @@ def infer(model: Any, *, dtype: DType = "float32") -> InputSignature:
         classes=classes,
         has_proba=has_proba,
         per_column=per_column,
+        scores=scores_of(model, task),
     )
 
 

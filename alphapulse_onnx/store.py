@@ -17,6 +17,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,17 @@ from alphapulse_onnx.feeds import FeedBuilder
 from alphapulse_onnx.loading import DEFAULT_POLICY, TrustPolicy
 from alphapulse_onnx.manifest import Manifest, ManifestEntry
 from alphapulse_onnx.serving import Engine, EngineName, OrtEngine, Outputs, SklearnEngine
-from alphapulse_onnx.signature import TensorSpec
+from alphapulse_onnx.signature import SCORED_TASKS
+
+# What a detector's or k-means' scores are, for errors that point a caller at scores().
+_SCORES_ARE = {"outlier_detection": "its decision_function", "clustering": "its distances"}
 
 logger = logging.getLogger("alphapulse_onnx")
 
 
 class Model:
-    """One model of a store: ``predict``, ``predict_proba`` and what it takes and gives.
+    """One model of a store: ``predict``, ``predict_proba`` (or ``scores``) and what it takes and
+    gives.
 
     ``engine`` says what serves it (``"onnxruntime"`` or ``"sklearn"``); choosing it loads the
     artifact (or source) once, on first use.
@@ -66,14 +71,16 @@ class Model:
 
     @property
     def task(self) -> str | None:
-        """``"classification"`` or ``"regression"``."""
+        """``"classification"``, ``"regression"``, ``"outlier_detection"`` or ``"clustering"``."""
         if self._task is None:
             self.load()
         return self._task
 
     @property
     def classes(self) -> np.ndarray | None:
-        """Class labels in scikit-learn's order (``classes_``); ``None`` for regressors."""
+        """The labels ``predict`` gives: a classifier's classes in scikit-learn's order
+        (``classes_``), ``[-1, 1]`` for outlier detectors, the cluster ids ``0..k-1`` for
+        clusterers; ``None`` for regressors."""
         if self._classes is None and self.entry.task is None:
             self.load()
         return self._classes
@@ -88,13 +95,20 @@ class Model:
 
     @property
     def has_proba(self) -> bool:
+        """Whether it answers ``predict_proba``: classifiers that do, and Gaussian mixtures."""
         engine = self.load()
+        if self.task not in ("classification", "clustering"):
+            return False
         if isinstance(engine, SklearnEngine):
             try:
-                return self.task == "classification" and hasattr(engine.estimator, "predict_proba")
+                return hasattr(engine.estimator, "predict_proba")
             except Exception:
                 return False
-        return self.task == "classification" and self.entry.has_proba is not False
+        if self.task == "clustering":
+            # The manifest records has_proba for classifiers only; a mixture's artifact names its
+            # second output after its probabilities, where k-means' gives distances as scores.
+            return [output.name for output in self.entry.outputs[1:2]] == ["probabilities"]
+        return self.entry.has_proba is not False
 
     @property
     def engine(self) -> EngineName:
@@ -129,6 +143,20 @@ class Model:
             return self._empty(proba=True)
         return engine.predict_proba(prepared)
 
+    def scores(self, X: Any) -> np.ndarray:
+        """The scores behind the labels of an outlier detector or a clusterer, float64.
+
+        Outlier detectors: ``decision_function``, shape (n_rows,), negative for outliers.
+        k-means: ``transform``, the distance to each centre, shape (n_rows, n_clusters).
+        Gaussian mixtures: each component's probability (``predict_proba``).
+        """
+        engine = self._engine or self.load()
+        self._require_scores()
+        prepared = engine.prepare(X)
+        if engine.rows(prepared) == 0:
+            return self._empty_scores()
+        return engine.scores(prepared)
+
     async def predict_async(self, X: Any) -> np.ndarray:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._store.executor, self.predict, X)
@@ -156,25 +184,44 @@ class Model:
         return self.load().builder.frame(X)
 
     def run_prepared(self, prepared: Any, *, proba: bool) -> Outputs:
+        """Labels or values, probabilities when asked, and the scores of scored tasks."""
         engine = self._engine or self.load()
         if proba:
             self.require_proba()
         if engine.rows(prepared) == 0:
-            return Outputs(self._empty(proba=False), self._empty(proba=True) if proba else None)
+            scores = self._empty_scores() if self.task in SCORED_TASKS else None
+            return Outputs(self._empty(proba=False), self._empty(proba=True) if proba else None,
+                           scores)  # fmt: skip
         return engine.run(prepared, proba=proba)
 
     def require_proba(self) -> None:
         """Raise ``InputError`` unless this model gives class probabilities."""
         if self._proba_ok:
             return
-        if self.task != "classification":
+        task = self.task
+        if task == "regression":
             raise InputError(f"model {self.name!r} is a regressor: it has no predict_proba")
         if not self.has_proba:
+            if task in _SCORES_ARE:
+                raise InputError(
+                    f"model {self.name!r} ({task.replace('_', ' ')}) has no predict_proba",
+                    hint=f"use predict() for its labels and scores() for {_SCORES_ARE[task]}",
+                )
             raise InputError(
                 f"model {self.name!r} has no predict_proba (its estimator only decides)",
                 hint="use predict(), or retrain with probability estimates",
             )
         self._proba_ok = True
+
+    def _require_scores(self) -> None:
+        task = self.task
+        if task not in SCORED_TASKS:
+            instead = "predict_proba() or predict()" if task == "classification" else "predict()"
+            raise InputError(
+                f"model {self.name!r} ({task}) has no scores: only outlier detectors and "
+                "clusterers give them",
+                hint=f"use {instead}",
+            )
 
     def _empty(self, *, proba: bool) -> np.ndarray:
         if proba:
@@ -182,6 +229,11 @@ class Model:
         if self._classes is not None:
             return np.empty(0, dtype=self._classes.dtype)
         return np.empty(0, dtype=np.float64)
+
+    def _empty_scores(self) -> np.ndarray:
+        if self.task == "outlier_detection":
+            return np.empty(0, dtype=np.float64)
+        return self._empty(proba=True)  # one column per cluster
 
     # --------------------------------------------------------- engine choice
 
@@ -253,19 +305,18 @@ class Model:
             signature = infer(estimator, dtype="float64")
             inputs, names = signature.inputs, signature.feature_names
             self._task = signature.task
-            if signature.classes is not None:
-                self._classes = np.asarray(estimator.classes_)
+            if signature.task == "classification":
+                self._classes = np.asarray(estimator.classes_)  # keeps the labels' own dtype
+            elif signature.classes is not None:
+                self._classes = np.asarray(signature.classes)  # outlier labels or cluster ids
         elif self._task is None:
             from alphapulse_onnx.signature import task_of
 
             self._task = task_of(estimator)
-        inputs = tuple(
-            TensorSpec(s.name, "float64" if s.dtype == "float32" else s.dtype, s.shape)
-            for s in inputs
-        )
+        inputs = tuple(replace(s, dtype="float64") if s.dtype == "float32" else s for s in inputs)
         builder = FeedBuilder(inputs, names, model=self.name)
         logger.warning("model %r: serving with scikit-learn because %s", self.name, reason)
-        return SklearnEngine(estimator, builder, reason)
+        return SklearnEngine(estimator, builder, reason, self._task)
 
 
 class Store:
@@ -387,6 +438,9 @@ class Store:
 
     def predict_proba(self, name: str, X: Any) -> np.ndarray:
         return self[name].predict_proba(X)
+
+    def scores(self, name: str, X: Any) -> np.ndarray:
+        return self[name].scores(X)
 
     async def predict_async(self, name: str, X: Any) -> np.ndarray:
         """``predict`` in the executor: onnxruntime releases the GIL, the event loop keeps going."""

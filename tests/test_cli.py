@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sklearn.cluster import KMeans
+from sklearn.cluster import BisectingKMeans
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
@@ -47,7 +47,7 @@ def test_convert_json_summary_parses_and_out_flag(registry: Path, tmp_path: Path
 def test_one_bad_model_fails_alone_with_exit_1(registry: Path) -> None:
     (registry / "broken.joblib").write_bytes(b"not a pickle at all")
     X, _ = load_iris(return_X_y=True)
-    save_model(KMeans(n_clusters=2, n_init=1, random_state=0).fit(X), registry / "clusters.pkl")
+    save_model(BisectingKMeans(n_clusters=2, random_state=0).fit(X), registry / "clusters.pkl")
     result = runner.invoke(app, ["convert", str(registry), "--json"])
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
@@ -57,7 +57,7 @@ def test_one_bad_model_fails_alone_with_exit_1(registry: Path) -> None:
     assert "not a pickle or joblib file" in by_name["broken"]["error"]
     assert "broken.joblib" in by_name["broken"]["error"]
     assert by_name["clusters"]["status"] == "failed"
-    assert "KMeans is neither a classifier nor a regressor" in by_name["clusters"]["error"]
+    assert "no ONNX converter for BisectingKMeans" in by_name["clusters"]["error"]
     assert "internal error" not in by_name["clusters"]["error"]
     assert summary["ok"] == 3
 

@@ -189,3 +189,23 @@ def test_feeds_from_a_reordered_frame_give_scikit_learn_answers() -> None:
     rows = frame.head(20)
     _, proba = session.run(None, builder.feeds(rows[["area", "rooms", "city"]]))
     np.testing.assert_allclose(proba, model.predict_proba(rows), atol=1e-5)
+
+
+def test_per_column_inputs_are_fed_under_onnx_names_from_the_users_columns() -> None:
+    renamed = (
+        TensorSpec("city_", "string", (None, 1), column="city (EU)"),
+        TensorSpec("_2nd", "int64", (None, 1), column="2nd"),
+        TensorSpec("area_m2", "float64", (None, 1), column="area.m2"),
+    )
+    builder = FeedBuilder(renamed, None, model="houses")
+    assert builder.names == ("city (EU)", "2nd", "area.m2")
+    frame = pd.DataFrame({"area.m2": [50.5], "2nd": [2], "city (EU)": ["oslo"]})
+    feeds = builder.feeds(frame)
+    assert list(feeds) == ["city_", "_2nd", "area_m2"]
+    assert (feeds["city_"].tolist(), feeds["_2nd"].tolist()) == ([["oslo"]], [[2]])
+    assert list(builder.frame(frame).columns) == ["city (EU)", "2nd", "area.m2"]
+    by_column = {"city (EU)": np.array(["oslo"], dtype=object), "2nd": np.array([2]),
+                 "area.m2": np.array([50.5])}  # fmt: skip
+    assert probe_feeds(renamed, by_column)["area_m2"].tolist() == [[50.5]]
+    with pytest.raises(InvalidInputError, match=r"missing columns: area\.m2"):
+        builder.feeds(frame.drop(columns=["area.m2"]))

@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
-from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.cluster import KMeans
+from sklearn.ensemble import IsolationForest
+from sklearn.linear_model import LinearRegression, LogisticRegression, SGDOneClassSVM
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
@@ -188,3 +190,133 @@ def test_a_non_finite_prediction_fails(centred_regressor: Any) -> None:
     report = _compare(model, X, [broken])
     assert not report.passed
     assert report.mismatches == 1
+
+
+@pytest.fixture(scope="module")
+def forest_detector() -> tuple[IsolationForest, np.ndarray, list[np.ndarray]]:
+    X = np.random.default_rng(0).standard_normal((300, 3))
+    model = IsolationForest(n_estimators=20, random_state=0).fit(X)
+    return model, X, _artifact_outputs(model, X)
+
+
+def test_a_faithful_detector_artifact_passes_with_bounded_scores(forest_detector: Any) -> None:
+    model, X, outputs = forest_detector
+    report = _compare(model, X, outputs)
+    assert report.passed, report.reason
+    assert (report.scores, report.label_agreement, report.ties) == ("decision_function", 1.0, 0)
+    assert report.max_abs_diff is not None and report.max_abs_diff < 1e-6
+    assert report.max_rel_diff is None  # IsolationForest's scores lie in [-1, 1]: absolute
+
+
+@pytest.mark.parametrize(("shift", "passed"), [(5e-5, True), (5e-4, False)])
+def test_bounded_scores_are_held_to_the_absolute_tolerance(
+    forest_detector: Any, shift: float, passed: bool
+) -> None:
+    model, X, (labels, scores) = forest_detector
+    row = int(np.argmax(np.abs(model.decision_function(X))))  # its label cannot move
+    moved = scores.copy()
+    moved.flat[row] += shift * np.sign(moved.flat[row])
+    report = _compare(model, X, [labels, moved])
+    assert report.passed is passed
+    assert report.max_abs_diff == pytest.approx(shift, rel=1e-2)
+    if not passed:
+        assert report.reason == "decision_function scores differ by up to 0.0005 (> 0.0001)"
+
+
+def test_a_detector_label_away_from_the_boundary_is_a_flip(forest_detector: Any) -> None:
+    model, X, (labels, scores) = forest_detector
+    row = int(np.argmax(np.abs(model.decision_function(X))))
+    flipped = labels.copy()
+    flipped.flat[row] = -flipped.flat[row]
+    report = _compare(model, X, [flipped, scores])
+    assert not report.passed
+    assert (report.mismatches, report.ties) == (1, 0)
+    assert report.reason == "1 of 300 labels differ"
+
+
+@pytest.fixture(scope="module")
+def linear_detector() -> tuple[SGDOneClassSVM, np.ndarray, np.ndarray]:
+    """A detector, some rows, and a point exactly on its boundary: decision_function = w.x - b."""
+    X = np.random.default_rng(1).standard_normal((200, 3)) * [1.0, 10.0, 100.0]
+    model = SGDOneClassSVM(nu=0.3, random_state=0).fit(X)
+    w, b = model.coef_.ravel(), float(model.offset_[0])
+    return model, X[:20], b * w / float(w @ w)
+
+
+@pytest.mark.parametrize(("nudge", "lossy", "counted_as_tie"), [
+    (0.0, False, True),  # scikit-learn's own score is 0: either side is right
+    (1e-4, False, False),  # a score 1e-4 of b off the boundary: rounding cannot flip it
+    (1e-4, True, True),  # an INT8/FP16 variant's scores may move that far
+])  # fmt: skip
+def test_a_detector_label_flipped_at_the_boundary_is_a_tie(
+    linear_detector: Any, nudge: float, lossy: bool, counted_as_tie: bool
+) -> None:
+    model, X, on_boundary = linear_detector
+    rows = np.vstack([X, on_boundary * (1 + nudge)])
+    assert abs(model.decision_function(rows[-1:])[0]) <= nudge * abs(model.offset_[0]) + 1e-12
+    labels, scores = _artifact_outputs(model, rows)
+    flipped = labels.copy()
+    flipped[-1] = -model.predict(rows[-1:])[0]
+    report = parity.compare(model, infer(model), rows, [flipped, scores], probe="sample",
+                            precision="float32", tolerance=parity.Tolerance(),
+                            lossy=lossy)  # fmt: skip
+    assert report.passed is counted_as_tie, report.reason
+    assert report.ties == int(counted_as_tie)
+    assert report.scores == "decision_function" and report.max_rel_diff is not None
+
+
+@pytest.fixture(scope="module")
+def kmeans() -> tuple[KMeans, np.ndarray, tuple[int, int]]:
+    X = np.random.default_rng(2).standard_normal((200, 2)) * [1.0, 50.0]
+    model = KMeans(3, n_init=2, random_state=0).fit(X)
+    centres = model.cluster_centers_
+    # The midpoint of two centres, nearer to them than to the third: as near to one as the other.
+    for first, second in ((0, 1), (0, 2), (1, 2)):
+        midpoint = (centres[first] + centres[second]) / 2
+        if set(np.argsort(model.transform(midpoint[None, :])[0])[:2]) == {first, second}:
+            return model, np.vstack([X[:30], midpoint]), (first, second)
+    raise AssertionError("no midpoint of two centres is nearest to them")
+
+
+def test_kmeans_distances_are_held_to_the_relative_tolerance(kmeans: Any) -> None:
+    model, rows, _ = kmeans
+    labels, distances = _artifact_outputs(model, rows)
+    report = _compare(model, rows, [labels, distances])
+    assert report.passed, report.reason
+    assert report.scores == "transform" and report.max_rel_diff is not None
+    expected = model.transform(rows)
+    far = int(np.argmax(expected.max(axis=1)))
+    column = int(np.argmax(expected[far]))  # the farthest centre: the label cannot move
+    for error, passed in ((5e-5, True), (5e-4, False)):
+        moved = distances.copy()
+        moved[far, column] = expected[far, column] * (1 + error)
+        report = _compare(model, rows, [labels, moved])
+        assert report.passed is passed
+        assert report.max_rel_diff == pytest.approx(error, rel=1e-2)
+        if not passed:
+            assert report.reason == "transform scores differ by up to 0.0005 relative (> 0.0001)"
+
+
+def test_a_cluster_id_is_excused_only_between_equally_near_centres(kmeans: Any) -> None:
+    model, rows, nearest = kmeans
+    labels, distances = _artifact_outputs(model, rows)
+    midpoint = len(rows) - 1
+    chosen = int(model.predict(rows[midpoint:])[0])
+    assert chosen in nearest
+    other_way = labels.copy()
+    other_way[midpoint] = sum(nearest) - chosen
+    report = _compare(model, rows, [other_way, distances])
+    assert report.passed and report.ties == 1
+    third = labels.copy()
+    third[midpoint] = 3 - sum(nearest)  # the centre farther away
+    report = _compare(model, rows, [third, distances])
+    assert not report.passed and report.ties == 0
+
+
+def test_a_non_finite_distance_fails(kmeans: Any) -> None:
+    model, rows, _ = kmeans
+    labels, distances = _artifact_outputs(model, rows)
+    broken = distances.copy()
+    broken[0, 0] = np.nan  # what float32 gives for sqrt of a slightly negative squared distance
+    report = _compare(model, rows, [labels, broken])
+    assert not report.passed and report.mismatches == 1

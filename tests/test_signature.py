@@ -7,17 +7,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.cluster import KMeans
+from sklearn.cluster import DBSCAN, KMeans
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import RandomForestRegressor
+from sklearn.decomposition import PCA
+from sklearn.ensemble import IsolationForest, RandomForestRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import LocalOutlierFactor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from sklearn.svm import SVC
+from sklearn.svm import SVC, OneClassSVM
 
 from alphapulse_onnx.errors import UnsupportedModelError
-from alphapulse_onnx.signature import DType, TensorSpec, infer
+from alphapulse_onnx.signature import DType, Scores, TensorSpec, infer
 
 
 def test_array_fit_classifier_takes_one_float_matrix(iris: Any) -> None:
@@ -101,12 +104,50 @@ def test_text_labels_and_a_classifier_without_probabilities(iris: Any) -> None:
     assert not signature.has_proba
 
 
-def test_clustering_is_refused_with_a_reason(iris: Any) -> None:
+def test_outlier_detectors_label_minus_one_and_one_from_their_decision_function(
+    iris: Any,
+) -> None:
     X, _ = iris
+    forest = infer(IsolationForest(n_estimators=5, random_state=0).fit(X))
+    assert (forest.task, forest.classes, forest.has_proba) == ("outlier_detection", (-1, 1), False)
+    assert forest.scores == Scores("decision_function", bounded=True)
+    svm = infer(make_pipeline(StandardScaler(), OneClassSVM()).fit(X))
+    assert svm.task == "outlier_detection"
+    assert svm.scores == Scores("decision_function", bounded=False)  # grows with the data
+
+
+def test_clusterers_label_cluster_ids_from_distances_or_probabilities(iris: Any) -> None:
+    X, _ = iris
+    kmeans = infer(make_pipeline(StandardScaler(), KMeans(3, n_init=1, random_state=0)).fit(X))
+    assert (kmeans.task, kmeans.classes, kmeans.has_proba) == ("clustering", (0, 1, 2), False)
+    assert kmeans.scores == Scores("transform", bounded=False)
+    mixture = infer(GaussianMixture(4, random_state=0).fit(X))
+    assert (mixture.task, mixture.classes, mixture.has_proba) == ("clustering", (0, 1, 2, 3), True)
+    assert mixture.scores is None  # its second output is predict_proba, judged as a classifier's
+
+
+def test_estimators_that_only_label_their_own_rows_are_refused_with_what_to_do(
+    iris: Any,
+) -> None:
+    X, _ = iris
+    with pytest.raises(UnsupportedModelError, match="refit it with novelty=True"):
+        infer(LocalOutlierFactor().fit(X))
+    with pytest.raises(UnsupportedModelError, match="DBSCAN has no predict for new rows"):
+        infer(DBSCAN().fit(X))
     with pytest.raises(
-        UnsupportedModelError, match="KMeans is neither a classifier nor a regressor"
+        UnsupportedModelError,
+        match="Pipeline is not a classifier, regressor, outlier detector or clusterer",
     ):
-        infer(KMeans(n_clusters=2, n_init=1, random_state=0).fit(X))
+        infer(make_pipeline(StandardScaler(), PCA(2)).fit(X))
+
+
+def test_column_names_survive_the_manifest_round_trip() -> None:
+    spec = TensorSpec("price____", "float32", (None, 1), column="price ($)")
+    assert TensorSpec.from_json(spec.to_json()) == spec
+    assert spec.column_name == "price ($)"
+    matrix = TensorSpec("X", "float32", (None, 4))
+    assert matrix.to_json() == {"name": "X", "dtype": "float32", "shape": [None, 4]}
+    assert TensorSpec.from_json(matrix.to_json()).column is None
 
 
 def test_an_object_without_an_input_width_is_refused() -> None:

@@ -64,6 +64,10 @@ def _parity_cell(entry: ManifestEntry) -> str:
         return f"rel {render.fmt_float(report.max_rel_diff)}"
     agreement = report.label_agreement
     label = "-" if agreement is None else f"{agreement * 100:.2f}%"
+    if report.scores is not None:  # outlier detectors and k-means: the scores behind the labels
+        if report.max_rel_diff is not None:
+            return f"labels {label}, score rel {render.fmt_float(report.max_rel_diff)}"
+        return f"labels {label}, score {render.fmt_float(report.max_abs_diff)}"
     return f"labels {label}, p {render.fmt_float(report.max_abs_diff)}"
 
 

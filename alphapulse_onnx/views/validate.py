@@ -60,10 +60,11 @@ def _parity_cell(check: ModelCheck) -> str:
     parts = []
     if report.label_agreement is not None:
         parts.append(f"labels {report.label_agreement * 100:.2f}%")
+    scores = "score " if report.scores is not None else ""  # outlier detectors, k-means
     if report.max_rel_diff is not None:
-        parts.append(f"rel {render.fmt_float(report.max_rel_diff)}")
+        parts.append(f"{scores}rel {render.fmt_float(report.max_rel_diff)}")
     elif report.max_abs_diff is not None:
-        parts.append(f"p {render.fmt_float(report.max_abs_diff)}")
+        parts.append(f"{scores or 'p '}{render.fmt_float(report.max_abs_diff)}")
     parts.append(f"{report.rows} rows")
     return f"{_cell(check.parity)} ({', '.join(parts)})"
 
