@@ -7,6 +7,7 @@ Training scripts often save ``{"pipeline": model, "threshold": 0.42, "features":
   neighbours (numbers, strings, short lists of them) are kept as metadata for the manifest;
 - several: the only one that predicts is taken (the others are named in a warning: a scaler
   saved beside a model is not part of the artifact), else ``--select KEY`` must choose;
+- a raw LightGBM/XGBoost ``Booster`` gets its scikit-learn wrapper (``boosters``);
 - a search (``GridSearchCV``, ``RandomizedSearchCV``, halving searches) refitted on the best
   parameters answers with ``best_estimator_``: that is the model; its best parameters and
   score become metadata.
@@ -23,6 +24,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from alphapulse_onnx.errors import ModelLoadError
+from alphapulse_onnx.loading import boosters
 
 _SEARCHES = frozenset(
     {"GridSearchCV", "RandomizedSearchCV", "HalvingGridSearchCV", "HalvingRandomSearchCV"}
@@ -43,6 +45,17 @@ class Found:
 
 
 def unwrap(obj: Any, path: Path, select: str | None) -> Found:
+    found = _unwrap(obj, path, select)
+    if not boosters.is_booster(found.model):
+        return found
+    try:
+        model, note = boosters.as_estimator(found.model)
+    except boosters.BoosterObjectiveError as exc:
+        raise ModelLoadError(f"holds {exc}, which apo does not convert", path=path) from None
+    return Found(model, found.selected, found.metadata, (*found.notes, note))
+
+
+def _unwrap(obj: Any, path: Path, select: str | None) -> Found:
     if isinstance(obj, BaseEstimator):
         if select is not None and type(obj).__name__ not in _SEARCHES:
             raise ModelLoadError(
@@ -123,16 +136,11 @@ def _estimators(obj: Any, prefix: str, depth: int) -> list[tuple[str, Any]]:
     items = obj.items() if isinstance(obj, dict) else enumerate(obj)
     for key, value in items:
         name = f"{prefix}{key}"
-        if isinstance(value, BaseEstimator) or _is_booster(value):
+        if isinstance(value, BaseEstimator) or boosters.is_booster(value):
             found.append((name, value))
         elif isinstance(value, (dict, list, tuple)) and depth + 1 < _MAX_DEPTH:
             found.extend(_estimators(value, f"{name}.", depth + 1))
     return found
-
-
-def _is_booster(value: Any) -> bool:
-    cls = type(value)
-    return cls.__name__ == "Booster" and cls.__module__.split(".")[0] in ("lightgbm", "xgboost")
 
 
 def _metadata(obj: Any, prefix: str, depth: int,
