@@ -6,6 +6,11 @@
 - ``function_transformer``: ``FunctionTransformer`` whose ``func`` is one of the pure numpy ufuncs
   the safe loader allows (``np.log1p``, ``np.sqrt``...), mapped to ONNX operators.
 - ``boosters``: LightGBM and XGBoost through onnxmltools, when the ``boost`` extra is installed.
+- ``legacy``: apo's subclasses that keep behaviour scikit-learn removed (one-vs-rest logistic
+  regression, SAMME.R AdaBoost), under their parents' converters.
+- ``encoders``: category_encoders' one-hot, ordinal, target, binary and base-N encoders, and
+  ``imblearn_pipeline``: imbalanced-learn pipelines without their samplers, when the ``encoders``
+  extra is installed.
 
 ``register_all()`` is idempotent; ``alphapulse_onnx.plugins.register_builtin_converters`` calls it
 before any user plugin, so a plugin may still override what apo registers.
@@ -24,9 +29,19 @@ def register_all() -> None:
     with _LOCK:
         if _done:
             return
-        from alphapulse_onnx.converters import boosters, function_transformer, imputer
+        from alphapulse_onnx.converters import (
+            boosters,
+            encoders,
+            function_transformer,
+            imblearn_pipeline,
+            imputer,
+            legacy,
+        )
 
         imputer.register()
         function_transformer.register()
         boosters.register()
+        encoders.register()
+        imblearn_pipeline.register()
+        legacy.register()
         _done = True
