@@ -78,6 +78,10 @@ def inert_values() -> dict[str, Any]:
             values[dotted] = _import_attr(module, name)
         except (ImportError, AttributeError):
             continue  # a function this scikit-learn release does not have
+    # Hook for frames.py: pandas' missing-value singleton (pd.NA), held in string columns.
+    from alphapulse_onnx.loading import frames
+
+    values.update(frames.inert_values())
     return values
 
 

@@ -47,6 +47,9 @@ class Reconstructor:
     locate: tuple[str, str]  # (module, attribute) to import: our choice, never the file's
     build: Builder
     instantiable: bool = False  # may stand as the class of NEWOBJ (joblib's array wrapper)
+    # What NEWOBJ makes of it for BUILD to fill (hook for frames.py: pandas' block managers,
+    # which pickles both call and make bare).
+    bare: Callable[[], Any] | None = None
 
 
 def _copyreg_reconstructor(fn: Any, args: tuple[Any, ...], ctx: Context) -> Any:
