@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -20,6 +20,7 @@ from alphapulse_onnx.errors import ApoError, ExitCode, InputError
 
 if TYPE_CHECKING:
     from alphapulse_onnx.loading import TrustPolicy
+    from alphapulse_onnx.origin.check import OriginOptions
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable result on stdout.")]
 DebugFlag = Annotated[
@@ -48,6 +49,36 @@ MaxModelMemoryOption = Annotated[
         envvar="APO_MAX_MODEL_MEMORY",
         help="Most memory one model file may declare while loading (e.g. 8G). Default: 100x "
         "the file's size, at least 256M and at most 4G.",
+    ),
+]
+OriginFlag = Annotated[
+    bool,
+    typer.Option(
+        "--origin",
+        help="Also check each artifact against the model as the library versions that saved it "
+        "answer, in a cached environment with those versions. --origin=require: a check that "
+        "cannot run (no wheel for this Python, offline) fails the model.",
+    ),
+]
+# What `--origin=require` becomes before Typer parses (see normalize_args).
+OriginRequireFlag = Annotated[
+    bool, typer.Option("--origin-require", hidden=True, help="--origin=require.")
+]
+OriginCacheOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--origin-cache",
+        metavar="DIR",
+        envvar="APO_ORIGIN_CACHE",
+        help="Where --origin keeps its environments (default: your user cache, apo/origin).",
+    ),
+]
+OriginOfflineFlag = Annotated[
+    bool,
+    typer.Option(
+        "--origin-offline",
+        help="--origin uses only environments already in the cache; models that need another "
+        "are skipped.",
     ),
 ]
 DEFAULT_MANIFEST_DIR = Path("models/onnx")
@@ -152,6 +183,17 @@ def _policy(
     )
 
 
+def _origin(origin: bool, require: bool, cache: Path | None,
+            offline: bool) -> OriginOptions | None:  # fmt: skip
+    if not (origin or require):
+        if offline:
+            raise InputError("--origin-offline applies to origin checks: add --origin")
+        return None
+    from alphapulse_onnx.origin.check import OriginOptions
+
+    return OriginOptions(mode="require" if require else "check", cache=cache, offline=offline)
+
+
 @app.command()
 def convert(
     registry: Annotated[
@@ -187,6 +229,10 @@ def convert(
     unsafe_load: UnsafeLoadFlag = False,
     max_model_memory: MaxModelMemoryOption = None,
     plugin: PluginOption = None,
+    origin: OriginFlag = False,
+    origin_require: OriginRequireFlag = False,
+    origin_cache: OriginCacheOption = None,
+    origin_offline: OriginOfflineFlag = False,
     as_json: JsonFlag = False,
     debug: DebugFlag = False,
 ) -> None:
@@ -208,6 +254,7 @@ def convert(
             policy=_policy(trust, unsafe_load, max_model_memory),
             plugins=tuple(plugin or ()),
             jobs=jobs,
+            origin=_origin(origin, origin_require, origin_cache, origin_offline),
         )
         outcome = view.run_with_progress(command.run(options), options, quiet=as_json)
     view.show(outcome, as_json=as_json)
@@ -359,6 +406,10 @@ def validate(
     trust: TrustOption = None,
     unsafe_load: UnsafeLoadFlag = False,
     max_model_memory: MaxModelMemoryOption = None,
+    origin: OriginFlag = False,
+    origin_require: OriginRequireFlag = False,
+    origin_cache: OriginCacheOption = None,
+    origin_offline: OriginOfflineFlag = False,
     as_json: JsonFlag = False,
     debug: DebugFlag = False,
 ) -> None:
@@ -372,6 +423,7 @@ def validate(
             target=manifest_path,
             sample=sample,
             policy=_policy(trust, unsafe_load, max_model_memory),
+            origin=_origin(origin, origin_require, origin_cache, origin_offline),
         )
         outcome = view.run_with_progress(command.run(options), manifest_path, quiet=as_json)
     view.show(outcome, as_json=as_json)
@@ -508,10 +560,33 @@ def predict(
     raise typer.Exit(int(ExitCode.OK))
 
 
+def normalize_args(args: Sequence[str]) -> list[str]:
+    """``--origin=require`` as the hidden ``--origin-require`` (and ``--origin=check`` as
+    ``--origin``): a Typer option is a flag or takes a value, never both, and ``--origin`` is
+    both. Nothing after ``--`` is touched."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + list(args[i:])
+        if arg.startswith("--origin="):
+            value = arg.partition("=")[2]
+            if value not in ("check", "require"):
+                raise InputError(f"--origin takes no value, or =require (got {value!r})")
+            out.append("--origin-require" if value == "require" else "--origin")
+            continue
+        out.append(arg)
+    return out
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
-        app()
+        args = normalize_args(sys.argv[1:])
+    except InputError as exc:
+        render.error_line(str(exc))
+        sys.exit(int(exc.exit_code))
+    try:
+        app(args=args)
     except KeyboardInterrupt:
         render.error_line("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))

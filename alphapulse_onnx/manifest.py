@@ -30,6 +30,7 @@ from alphapulse_onnx.signature import TensorSpec
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 Status = Literal["ok", "failed"]
+OriginStatus = Literal["passed", "failed", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,40 @@ class ArtifactInfo:
 
 
 @dataclass(frozen=True)
+class OriginRecord:
+    """``validation.origin``: the artifact against the model as its own library versions ran it
+    (``apo convert --origin``). ``versions`` are those the answers came from, or, when skipped,
+    those the check needed; ``environment`` names the cached environment (None: apo's own, when
+    the file's versions are the ones running). ``reason`` says what differed, or why skipped."""
+
+    status: OriginStatus
+    versions: dict[str, str]
+    environment: str | None = None
+    rows: int | None = None
+    label_agreement: float | None = None  # None for regressors
+    max_abs_diff: float | None = None
+    max_rel_diff: float | None = None
+    ties: int | None = None
+    mismatches: int | None = None
+    reason: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> OriginRecord | None:
+        if not isinstance(raw, dict):
+            return None
+        known: dict[str, Any] = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
+        known["versions"] = {str(k): str(v) for k, v in dict(raw.get("versions") or {}).items()}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
 class ManifestEntry:
     name: str
     status: Status
@@ -68,6 +103,7 @@ class ManifestEntry:
     feature_names: tuple[str, ...] | None = None
     has_proba: bool | None = None
     validation: ParityReport | None = None
+    origin: OriginRecord | None = None  # written inside ``validation`` as ``validation.origin``
     tolerance: Tolerance = field(default_factory=Tolerance)
     providers: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
@@ -92,6 +128,9 @@ class ManifestEntry:
         for key in ("classes", "feature_names", "providers", "warnings"):
             if raw[key] is not None:
                 raw[key] = list(raw[key])
+        origin = raw.pop("origin")
+        if raw["validation"] is not None and origin is not None:
+            raw["validation"]["origin"] = origin
         raw["session"] = self.session.to_json() if self.session is not None else None
         raw["bench"] = self.bench.to_json() if self.bench is not None else None
         return raw
@@ -121,6 +160,9 @@ class ManifestEntry:
                 else None,
                 has_proba=raw.get("has_proba"),
                 validation=ParityReport.from_json(validation) if validation else None,
+                origin=OriginRecord.from_json(validation.get("origin"))
+                if isinstance(validation, dict)
+                else None,
                 tolerance=Tolerance.from_json(raw.get("tolerance")),
                 providers=tuple(raw.get("providers") or ()),
                 timings=dict(raw.get("timings") or {}),

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,12 +33,18 @@ from alphapulse_onnx import (
 )
 from alphapulse_onnx import manifest as manifest_io
 from alphapulse_onnx._fsutil import atomic_write_bytes, sha256_bytes, sha256_file
-from alphapulse_onnx.commands.events import Started
+from alphapulse_onnx.commands.events import (
+    EnvironmentReady,
+    EnvironmentStarted,
+    Started,
+    prepare_environments,
+)
 from alphapulse_onnx.datafiles.samples import read_sample
 from alphapulse_onnx.discovery import ModelRef
 from alphapulse_onnx.errors import ApoError, InputError, failure_line
 from alphapulse_onnx.lock import OutputLock
 from alphapulse_onnx.manifest import ArtifactInfo, Manifest, ManifestEntry, SourceInfo
+from alphapulse_onnx.origin import check as origin_check
 from alphapulse_onnx.signature import infer
 
 MANIFEST_WRITE_INTERVAL_S = 2.0
@@ -58,6 +64,7 @@ class ConvertOptions:
     plugins: tuple[str, ...] = ()
     jobs: int | None = 1  # None: automatic (cores, for registries large enough to pay off)
     probe_rows: int = probing.DEFAULT_ROWS
+    origin: origin_check.OriginOptions | None = None  # --origin: the versions that saved it, too
 
     @property
     def registry_root(self) -> Path:
@@ -97,6 +104,7 @@ class _Job:
     sample: tuple[np.ndarray, list[str] | None] | None
     runnable: tuple[str, ...]
     sample_error: str | None = None  # the sample is a mixed table: only per-column models take it
+    origin: origin_check.Choice | None = None  # where --origin answers come from for this model
 
 
 def _source_info(ref: ModelRef, sha: str, stat: os.stat_result, **extra: Any) -> SourceInfo:
@@ -111,11 +119,14 @@ def _failed(
                          **extra)  # fmt: skip
 
 
-def _reusable(previous: ManifestEntry | None, sha: str, key: str, out_dir: Path) -> bool:
+def _reusable(previous: ManifestEntry | None, sha: str, key: str, out_dir: Path,
+              options: ConvertOptions) -> bool:  # fmt: skip
     if previous is None or not previous.ok or previous.artifact is None:
         return False
     if previous.source.sha256 != sha or previous.build_key != key:
         return False
+    if options.origin is not None and (previous.origin is None or not previous.origin.passed):
+        return False  # --origin asks for a check the last run did not pass (or did not make)
     artifact = out_dir / previous.artifact.path
     return artifact.is_file() and sha256_file(artifact) == previous.artifact.sha256
 
@@ -143,7 +154,7 @@ def reused(job: _Job, previous: ManifestEntry | None) -> ManifestEntry | None:
         sha = _source_sha(job.ref.path, stat, previous, force=False)
     except OSError:
         return None
-    if not _reusable(previous, sha, job.key, job.out_dir):
+    if not _reusable(previous, sha, job.key, job.out_dir, job.options):
         return None
     return replace(previous, source=replace(previous.source, size_bytes=stat.st_size,
                                             mtime_ns=stat.st_mtime_ns),
@@ -163,7 +174,7 @@ def convert_one(job: _Job, previous: ManifestEntry | None = None) -> ManifestEnt
         empty = SourceInfo(path=ref.rel, sha256="")
         return _failed(ref, empty, "load", f"{ref.rel}: cannot read: {exc.strerror}")
     source = _source_info(ref, sha, stat)
-    if not options.force and _reusable(previous, sha, job.key, job.out_dir):
+    if not options.force and _reusable(previous, sha, job.key, job.out_dir, options):
         assert previous is not None
         return replace(previous, source=replace(previous.source, size_bytes=stat.st_size,
                                                 mtime_ns=stat.st_mtime_ns),
@@ -186,7 +197,8 @@ def convert_one(job: _Job, previous: ManifestEntry | None = None) -> ManifestEnt
     status, fields = entry_fields
     warnings = tuple(loaded.warnings) + tuple(fields.pop("warnings", ()))
     if status == "failed":
-        return _failed(ref, source, "parity", fields.pop("error"), warnings=warnings, **fields)
+        stage = fields.pop("stage", "parity")
+        return _failed(ref, source, stage, fields.pop("error"), warnings=warnings, **fields)
     return ManifestEntry(name=ref.name, status="ok", source=source, warnings=warnings,
                          build_key=job.key, **fields)  # fmt: skip
 
@@ -245,6 +257,21 @@ def _compile_and_check(loaded: loading.LoadedModel, signature: Any, probe: probi
         )
         fields["warnings"] = tuple(notes)
         return "failed", fields
+    if options.origin is not None and job.origin is not None:
+        record = origin_check.check(
+            job.origin, model_path=job.ref.path, model=loaded.estimator, signature=signature,
+            probe=probe, onnx_bytes=artifact.onnx_bytes, inputs=artifact.inputs,
+            precision=artifact.precision, tolerance=options.tolerance, policy=options.policy,
+        )  # fmt: skip
+        fields["origin"] = record
+        if record.status == "skipped":
+            fields["warnings"] = (*fields["warnings"], f"origin check skipped: {record.reason}")
+        why = origin_check.failure(record, required=options.origin.required)
+        if why is not None:
+            name = type(loaded.estimator).__name__
+            fields.update(stage="origin", error=f"{job.ref.rel}: {name}: {why}")
+            fields["warnings"] = tuple(notes)
+            return "failed", fields
     target = job.out_dir / job.ref.artifact_rel
     atomic_write_bytes(target, artifact.onnx_bytes)
     fields["artifact"] = ArtifactInfo(
@@ -310,8 +337,13 @@ class ManifestWriter:
         return manifest
 
 
-def run(options: ConvertOptions) -> Iterator[Started | ManifestEntry]:
-    """Convert every model: ``Started(count)``, then each finished entry (in registry order)."""
+ConvertEvent = EnvironmentStarted | EnvironmentReady | Started | ManifestEntry
+
+
+def run(options: ConvertOptions) -> Iterator[ConvertEvent]:
+    """Convert every model: with ``--origin``, the environments it needs made first (each
+    ``EnvironmentStarted`` then ``EnvironmentReady``); ``Started(count)``; then each finished
+    entry (in registry order)."""
     from alphapulse_onnx import plugins
 
     for module in options.plugins:
@@ -342,6 +374,8 @@ def run(options: ConvertOptions) -> Iterator[Started | ManifestEntry]:
         key = build_key(options, sample_sha)
         runnable = tuple(runtime.runnable_providers()) or ("CPUExecutionProvider",)
         jobs = [_Job(ref, options, out_dir, key, sample, runnable, sample_error) for ref in refs]
+        if options.origin is not None:
+            jobs = yield from _with_origin(jobs, options.origin, by_name)
         yield Started(len(jobs))
         workers = options.jobs if options.jobs is not None else auto_workers(len(jobs))
         if workers > 1 and len(jobs) > 1:
@@ -355,6 +389,22 @@ def run(options: ConvertOptions) -> Iterator[Started | ManifestEntry]:
             writer.add(entry)
             yield entry
         writer.flush()
+
+
+OriginProgress = Generator[EnvironmentStarted | EnvironmentReady, None, list["_Job"]]
+
+
+def _with_origin(jobs: list[_Job], options: origin_check.OriginOptions,
+                 previous: dict[str, ManifestEntry]) -> OriginProgress:  # fmt: skip
+    """The jobs, each told where its origin answers come from; the environments that models
+    about to be converted need are made first (models reused unchanged need none)."""
+    planner = origin_check.Planner(options)
+    todo = [job for job in jobs if reused(job, previous.get(job.ref.name)) is None]
+    for job in todo:
+        planner.add(job.ref.path)
+    yield from prepare_environments(planner)
+    chosen = {job.ref.name: planner.choice(job.ref.path) for job in todo}
+    return [replace(job, origin=chosen.get(job.ref.name)) for job in jobs]
 
 
 def auto_workers(n_models: int) -> int:

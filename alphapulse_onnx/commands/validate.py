@@ -19,11 +19,17 @@ import numpy as np
 
 from alphapulse_onnx import checking, conversion, loading, probing, runtime
 from alphapulse_onnx import manifest as manifest_io
-from alphapulse_onnx.commands.events import Started
+from alphapulse_onnx.commands.events import (
+    EnvironmentReady,
+    EnvironmentStarted,
+    Started,
+    prepare_environments,
+)
 from alphapulse_onnx.datafiles.samples import read_sample
 from alphapulse_onnx.errors import InputError, failure_line
 from alphapulse_onnx.lock import OutputLock
-from alphapulse_onnx.manifest import Manifest, ManifestEntry
+from alphapulse_onnx.manifest import Manifest, ManifestEntry, OriginRecord
+from alphapulse_onnx.origin import check as origin_check
 from alphapulse_onnx.parity import ParityReport
 from alphapulse_onnx.signature import infer
 
@@ -40,6 +46,7 @@ class ValidateOptions:
     sample: Path | None = None
     policy: loading.TrustPolicy = loading.DEFAULT_POLICY
     probe_rows: int = probing.DEFAULT_ROWS
+    origin: origin_check.OriginOptions | None = None  # --origin: the versions that saved it, too
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class ModelCheck:
     report: ParityReport | None = None
     providers: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()  # from loading the source (e.g. another scikit-learn version)
+    origin: OriginRecord | None = None  # None: not asked for (no --origin), or parity failed
 
     @property
     def passed(self) -> bool:
@@ -72,6 +80,7 @@ class ModelCheck:
             "validation": self.report.to_json() if self.report else None,
             "providers": list(self.providers),
             "warnings": list(self.warnings),
+            "origin": self.origin.to_json() if self.origin else None,
         }
 
 
@@ -89,17 +98,29 @@ def open_manifest(target: Path) -> tuple[Path, Manifest]:
     return path, manifest_io.read(path)
 
 
-def run(options: ValidateOptions) -> Iterator[Started | ModelCheck]:
-    """Yield the number of models, then each model's ``ModelCheck`` in manifest order."""
+ValidateEvent = EnvironmentStarted | EnvironmentReady | Started | ModelCheck
+
+
+def run(options: ValidateOptions) -> Iterator[ValidateEvent]:
+    """Yield the number of models, then each model's ``ModelCheck`` in manifest order; with
+    ``--origin``, the environments the models need are made first (outside the lock)."""
     path, manifest = open_manifest(options.target)
     sample = read_sample(options.sample) if options.sample is not None else None
     registry = manifest_io.registry_dir(path, manifest)
     runnable = tuple(runtime.runnable_providers()) or ("CPUExecutionProvider",)
+    planner = None
+    if options.origin is not None:
+        planner = origin_check.Planner(options.origin)
+        for entry in manifest.models:
+            source = registry / entry.source.path
+            if entry.ok and source.is_file():
+                planner.add(source)
+        yield from prepare_environments(planner)
     with OutputLock(path.parent, shared=True):  # not while `apo convert` rewrites the folder
         path, manifest = open_manifest(options.target)  # the state under the lock
         yield Started(len(manifest.models))
         for entry in manifest.models:
-            yield check_entry(entry, path.parent, registry, options, sample, runnable)
+            yield check_entry(entry, path.parent, registry, options, sample, runnable, planner)
 
 
 def _onnx_check(data: bytes) -> str | None:
@@ -115,8 +136,8 @@ def _onnx_check(data: bytes) -> str | None:
 
 
 def check_entry(entry: ManifestEntry, out_dir: Path, registry: Path, options: ValidateOptions,
-                sample: tuple[np.ndarray, list[str] | None] | None,
-                runnable: tuple[str, ...]) -> ModelCheck:  # fmt: skip
+                sample: tuple[np.ndarray, list[str] | None] | None, runnable: tuple[str, ...],
+                planner: origin_check.Planner | None = None) -> ModelCheck:  # fmt: skip
     """Every check for one model; a failure in one check is recorded and the rest still run."""
     name = entry.name
     if not entry.ok or entry.artifact is None:
@@ -140,10 +161,12 @@ def check_entry(entry: ManifestEntry, out_dir: Path, registry: Path, options: Va
     report = None
     providers: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    record: OriginRecord | None = None
     if data is not None and not reasons:  # parity only means something on intact files
+        choice = planner.choice(source_path) if planner is not None else None
         try:
-            report, providers, notes = _parity(entry, data, source_path, registry, options, sample,
-                                        runnable)  # fmt: skip
+            report, providers, notes, record = _parity(entry, data, source_path, options, sample,
+                                                       runnable, choice)  # fmt: skip
         except Exception as exc:  # one model's failure (or a library bug) fails this model only
             parity_state = "failed"
             reasons.append(failure_line(None, exc, stage="the parity check"))
@@ -151,16 +174,26 @@ def check_entry(entry: ManifestEntry, out_dir: Path, registry: Path, options: Va
             parity_state = OK if report.passed else "failed"
             if not report.passed:
                 reasons.append(f"parity failed: {report.reason}")
+    if record is not None and options.origin is not None:
+        why = origin_check.failure(record, required=options.origin.required)
+        if why is not None:
+            reasons.append(why)
+        elif record.status == "skipped":
+            notes = (*notes, f"origin check skipped: {record.reason}")
     return ModelCheck(name, artifact_state, source_state, checker_state, parity_state,
                       reasons=tuple(reasons), report=report, providers=providers,
-                      warnings=notes)  # fmt: skip
+                      warnings=notes, origin=record)  # fmt: skip
 
 
-def _parity(entry: ManifestEntry, data: bytes, source_path: Path, registry: Path,
-            options: ValidateOptions, sample: tuple[np.ndarray, list[str] | None] | None,
-            runnable: tuple[str, ...]
-            ) -> tuple[ParityReport, tuple[str, ...], tuple[str, ...]]:  # fmt: skip
-    """Convert's own probe and parity check, on the recorded artifact and tolerances."""
+# The parity report, the providers it ran on, the loader's notes, and the origin record.
+_Checked = tuple[ParityReport, tuple[str, ...], tuple[str, ...], OriginRecord | None]
+
+
+def _parity(entry: ManifestEntry, data: bytes, source_path: Path, options: ValidateOptions,
+            sample: tuple[np.ndarray, list[str] | None] | None, runnable: tuple[str, ...],
+            origin: origin_check.Choice | None) -> _Checked:  # fmt: skip
+    """Convert's own probe and parity check, on the recorded artifact and tolerances; then,
+    given an ``origin`` and when parity passed, the origin check on the same rows."""
     assert entry.artifact is not None
     loaded = loading.load(source_path, options.policy)
     signature = infer(loaded.estimator)
@@ -179,4 +212,11 @@ def _parity(entry: ManifestEntry, data: bytes, source_path: Path, registry: Path
     report, providers = checking.check_artifact(
         loaded.estimator, signature, artifact, probe, providers=wanted, tolerance=entry.tolerance
     )
-    return report, providers, loaded.warnings
+    record = None
+    if origin is not None and report.passed:
+        record = origin_check.check(
+            origin, model_path=source_path, model=loaded.estimator, signature=signature,
+            probe=probe, onnx_bytes=data, inputs=entry.inputs, precision=artifact.precision,
+            tolerance=entry.tolerance, policy=options.policy,
+        )  # fmt: skip
+    return report, providers, loaded.warnings, record

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.status import Status
+
 from alphapulse_onnx import render
-from alphapulse_onnx.commands.convert import ConvertOptions
-from alphapulse_onnx.commands.events import Started
-from alphapulse_onnx.manifest import ManifestEntry
+from alphapulse_onnx.commands.convert import ConvertEvent, ConvertOptions
+from alphapulse_onnx.commands.events import EnvironmentReady, EnvironmentStarted, Started
+from alphapulse_onnx.manifest import ManifestEntry, OriginRecord
 
 
 @dataclass(frozen=True)
@@ -27,12 +29,44 @@ class ConvertOutcome:
         return [e for e in self.entries if e.ok and e.timings.get("reused")]
 
 
-def run_with_progress(events: Iterator[Started | ManifestEntry], options: ConvertOptions, *,
+def until_started(events: Iterator[Any], *, quiet: bool) -> Started:
+    """Show ``--origin`` environments being made (a spinner on a terminal, a line each in logs)
+    until the command's ``Started``, and return that."""
+    spinning: Status | None = None
+    try:
+        for event in events:
+            if isinstance(event, Started):
+                return event
+            if isinstance(event, EnvironmentStarted) and not quiet:
+                models = f"{event.models} model{'s' if event.models != 1 else ''}"
+                text = f"origin: making an environment with {event.label} for {models} (once)"
+                if render.show_progress(quiet):
+                    spinning = render.stderr.status(text)
+                    spinning.start()
+                else:
+                    render.info_line(text)
+            elif isinstance(event, EnvironmentReady):
+                if spinning is not None:
+                    spinning.stop()
+                    spinning = None
+                if event.problem is not None:
+                    render.warning_line(
+                        f"origin: {event.problem}; the origin checks that need it are skipped"
+                    )
+                elif not quiet:
+                    render.info_line(
+                        f"origin: environment with {event.label} ready ({event.seconds:.0f} s)"
+                    )
+    finally:
+        if spinning is not None:
+            spinning.stop()
+    raise TypeError("the command ended before it started")
+
+
+def run_with_progress(events: Iterator[ConvertEvent], options: ConvertOptions, *,
                       quiet: bool) -> ConvertOutcome:  # fmt: skip
     entries: list[ManifestEntry] = []
-    started = next(events)
-    if not isinstance(started, Started):
-        raise TypeError(f"apo convert began with {started!r}, not Started")
+    started = until_started(events, quiet=quiet)
     if render.show_progress(quiet):
         with render.progress_bar() as progress:
             task = progress.add_task("converting", total=started.total, status="")
@@ -50,7 +84,7 @@ def run_with_progress(events: Iterator[Started | ManifestEntry], options: Conver
     return ConvertOutcome(tuple(entries), options.manifest_path)
 
 
-def _entries(events: Iterator[Started | ManifestEntry]) -> Iterator[ManifestEntry]:
+def _entries(events: Iterator[ConvertEvent]) -> Iterator[ManifestEntry]:
     for event in events:
         if isinstance(event, ManifestEntry):
             yield event
@@ -69,6 +103,20 @@ def _parity_cell(entry: ManifestEntry) -> str:
             return f"labels {label}, score rel {render.fmt_float(report.max_rel_diff)}"
         return f"labels {label}, score {render.fmt_float(report.max_abs_diff)}"
     return f"labels {label}, p {render.fmt_float(report.max_abs_diff)}"
+
+
+def origin_cell(record: OriginRecord | None) -> str:
+    """``ok (1.3.2)``, ``failed (1.3.2)`` or ``skipped``: the origin check and the scikit-learn
+    release it ran against, in a cell."""
+    if record is None:
+        return "-"
+    against = record.versions.get("scikit-learn")
+    where = f" ({against})" if against else ""
+    if record.status == "passed":
+        return f"[green]ok[/]{where}"
+    if record.status == "failed":
+        return f"[red]failed[/]{where}"
+    return "[yellow]skipped[/]"
 
 
 def summary(outcome: ConvertOutcome) -> dict[str, Any]:
@@ -90,6 +138,7 @@ def summary(outcome: ConvertOutcome) -> dict[str, Any]:
                 "validation": e.validation.to_json() if e.validation else None,
                 "reused": bool(e.timings.get("reused")),
                 "warnings": list(e.warnings),
+                "origin": e.origin.to_json() if e.origin else None,
             }
             for e in outcome.entries
         ],
@@ -101,6 +150,7 @@ def show(outcome: ConvertOutcome, *, as_json: bool) -> None:
         render.print_json(summary(outcome))
         return
     rows = []
+    with_origin = any(e.origin is not None for e in outcome.entries)
     for e in outcome.entries:
         status = "[green]ok[/]" if e.ok else "[red]failed[/]"
         if e.ok and e.timings.get("reused"):
@@ -111,12 +161,14 @@ def show(outcome: ConvertOutcome, *, as_json: bool) -> None:
             estimator,
             status,
             _parity_cell(e) if e.ok else (e.stage or "-"),
+            *([origin_cell(e.origin)] if with_origin else []),
             e.artifact.precision if e.artifact else "-",
             render.fmt_bytes(e.artifact.size_bytes if e.artifact else None),
         ])  # fmt: skip
-    render.stdout.print(
-        render.table(None, ["model", "estimator", "status", "parity", "precision", "size"], rows)
-    )
+    columns = ["model", "estimator", "status", "parity", "precision", "size"]
+    if with_origin:
+        columns.insert(4, "origin")
+    render.stdout.print(render.table(None, columns, rows))
     for e in outcome.entries:
         for warning in e.warnings:
             render.warning_line(f"{e.name}: {warning}")

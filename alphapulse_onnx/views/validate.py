@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from alphapulse_onnx import render
-from alphapulse_onnx.commands.events import Started
-from alphapulse_onnx.commands.validate import ModelCheck
+from alphapulse_onnx.commands.validate import ModelCheck, ValidateEvent
+from alphapulse_onnx.views.convert import origin_cell, until_started
 
 
 @dataclass(frozen=True)
@@ -22,11 +22,9 @@ class ValidateOutcome:
         return [c for c in self.checks if not c.passed]
 
 
-def run_with_progress(events: Iterator[Started | ModelCheck], manifest_path: Path, *,
+def run_with_progress(events: Iterator[ValidateEvent], manifest_path: Path, *,
                       quiet: bool) -> ValidateOutcome:  # fmt: skip
-    started = next(events)
-    if not isinstance(started, Started):
-        raise TypeError(f"apo validate began with {started!r}, not Started")
+    started = until_started(events, quiet=quiet)
     checks = [
         event
         for event in render.track(events, started.total, "validating", quiet=quiet)
@@ -73,6 +71,7 @@ def show(outcome: ValidateOutcome, *, as_json: bool) -> None:
     if as_json:
         render.print_json(summary(outcome))
         return
+    with_origin = any(check.origin is not None for check in outcome.checks)
     rows = [
         [
             check.name,
@@ -80,13 +79,15 @@ def show(outcome: ValidateOutcome, *, as_json: bool) -> None:
             _cell(check.source),
             _cell(check.checker),
             _parity_cell(check),
+            *([origin_cell(check.origin)] if with_origin else []),
             "[green]pass[/]" if check.passed else "[bold red]FAIL[/]",
         ]
         for check in outcome.checks
     ]
-    render.stdout.print(
-        render.table(None, ["model", "artifact", "source", "checker", "parity", "result"], rows)
-    )
+    columns = ["model", "artifact", "source", "checker", "parity", "result"]
+    if with_origin:
+        columns.insert(5, "origin")
+    render.stdout.print(render.table(None, columns, rows))
     for check in outcome.checks:
         for warning in check.warnings:
             render.warning_line(f"{check.name}: {warning}")
