@@ -51,6 +51,15 @@ MaxModelMemoryOption = Annotated[
         "the file's size, at least 256M and at most 4G.",
     ),
 ]
+SelectOption = Annotated[
+    str | None,
+    typer.Option(
+        "--select",
+        metavar="KEY",
+        help="For model files that save several models in a dict or list: the key (or index) of "
+        "the one to use, e.g. pipeline or models.churn.",
+    ),
+]
 OriginFlag = Annotated[
     bool,
     typer.Option(
@@ -169,7 +178,10 @@ def _size(text: str | None) -> int | None:
 
 
 def _policy(
-    trust: list[str] | None, unsafe_load: bool, max_model_memory: str | None = None
+    trust: list[str] | None,
+    unsafe_load: bool,
+    max_model_memory: str | None = None,
+    select: str | None = None,
 ) -> TrustPolicy:
     if unsafe_load:
         render.warning_line(
@@ -179,7 +191,10 @@ def _policy(
     from alphapulse_onnx.loading import TrustPolicy
 
     return TrustPolicy(
-        trusted=tuple(trust or ()), unsafe=unsafe_load, max_model_memory=_size(max_model_memory)
+        trusted=tuple(trust or ()),
+        unsafe=unsafe_load,
+        max_model_memory=_size(max_model_memory),
+        select=select,
     )
 
 
@@ -228,6 +243,7 @@ def convert(
     trust: TrustOption = None,
     unsafe_load: UnsafeLoadFlag = False,
     max_model_memory: MaxModelMemoryOption = None,
+    select: SelectOption = None,
     plugin: PluginOption = None,
     origin: OriginFlag = False,
     origin_require: OriginRequireFlag = False,
@@ -251,7 +267,7 @@ def convert(
             opset=opset,
             tolerance=Tolerance(proba_atol=atol, regression_rtol=rtol),
             force=force,
-            policy=_policy(trust, unsafe_load, max_model_memory),
+            policy=_policy(trust, unsafe_load, max_model_memory, select),
             plugins=tuple(plugin or ()),
             jobs=jobs,
             origin=_origin(origin, origin_require, origin_cache, origin_offline),
@@ -352,6 +368,7 @@ def bench(
     trust: TrustOption = None,
     unsafe_load: UnsafeLoadFlag = False,
     max_model_memory: MaxModelMemoryOption = None,
+    select: SelectOption = None,
     as_json: JsonFlag = False,
     debug: DebugFlag = False,
 ) -> None:
@@ -387,7 +404,7 @@ def bench(
             tune=tune,
             tolerance=tolerance,
             min_speedup=min_speedup,
-            policy=_policy(trust, unsafe_load, max_model_memory),
+            policy=_policy(trust, unsafe_load, max_model_memory, select),
         )
         outcome = view.run_with_progress(command.run(options), quiet=as_json)
         if plot is not None:
@@ -406,6 +423,7 @@ def validate(
     trust: TrustOption = None,
     unsafe_load: UnsafeLoadFlag = False,
     max_model_memory: MaxModelMemoryOption = None,
+    select: SelectOption = None,
     origin: OriginFlag = False,
     origin_require: OriginRequireFlag = False,
     origin_cache: OriginCacheOption = None,
@@ -422,7 +440,7 @@ def validate(
         options = command.ValidateOptions(
             target=manifest_path,
             sample=sample,
-            policy=_policy(trust, unsafe_load, max_model_memory),
+            policy=_policy(trust, unsafe_load, max_model_memory, select),
             origin=_origin(origin, origin_require, origin_cache, origin_offline),
         )
         outcome = view.run_with_progress(command.run(options), manifest_path, quiet=as_json)
@@ -502,6 +520,7 @@ def predict(
     trust: TrustOption = None,
     unsafe_load: UnsafeLoadFlag = False,
     max_model_memory: MaxModelMemoryOption = None,
+    select: SelectOption = None,
     as_json: JsonFlag = False,
     debug: DebugFlag = False,
 ) -> None:
@@ -517,7 +536,7 @@ def predict(
                 raise InputError("--engine dask writes Parquet partitions: give -o OUTPUT_DIR")
             # Dask workers open models under the default policy, so its result goes unused; the
             # call still rejects a bad --max-model-memory and warns about --unsafe-load, as local.
-            _policy(trust, unsafe_load, max_model_memory)
+            _policy(trust, unsafe_load, max_model_memory, select)
             dask_options = predict_dask.DaskPredictOptions(
                 model=model,
                 input=source,
@@ -548,7 +567,7 @@ def predict(
             proba=proba,
             provider=provider,
             chunk_size=chunk_size,
-            policy=_policy(trust, unsafe_load, max_model_memory),
+            policy=_policy(trust, unsafe_load, max_model_memory, select),
         )
         quiet = as_json or (to_stdout and sys.stdout.isatty())
         try:

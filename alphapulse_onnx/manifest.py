@@ -42,6 +42,22 @@ class SourceInfo:
     sklearn_version: str | None = None  # the version that pickled it, when recorded
     size_bytes: int | None = None
     mtime_ns: int | None = None
+    # What the loader changed to run it on today's release (one phrase per upgrade).
+    upgrades: list[str] | None = None
+    # When the file wraps the model: where it was (``pipeline``, ``best_estimator_``) and the
+    # plain values saved beside it (a threshold, a feature list).
+    selected: str | None = None
+    metadata: dict[str, Any] | None = None
+    # Files beside it holding part of the model (joblib before 0.10): relative path -> sha256.
+    companions: dict[str, str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Fields that older apo did not write are left out while empty."""
+        raw = asdict(self)
+        for optional in ("upgrades", "selected", "metadata", "companions"):
+            if not raw[optional]:
+                del raw[optional]
+        return raw
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,7 @@ class ManifestEntry:
 
     def to_json(self) -> dict[str, Any]:
         raw = asdict(self)
+        raw["source"] = self.source.to_json()
         raw["inputs"] = [spec.to_json() for spec in self.inputs]
         raw["outputs"] = [spec.to_json() for spec in self.outputs]
         for key in ("classes", "feature_names", "providers", "warnings"):
@@ -289,7 +306,18 @@ def verify(
         except OSError as exc:
             source_state = "missing"
             problems.append(f"source model {rel} cannot be read: {exc.strerror}")
-        if source_state == "stale":
+        for companion, digest in (entry.source.companions or {}).items():
+            try:
+                same = sha256_file(source_dir / companion) == digest
+            except OSError:
+                same = False
+            if not same and source_state == "ok":
+                source_state = "stale"
+                problems.append(
+                    f"stale: {companion}, part of source {rel}, changed or is missing since "
+                    "conversion; rerun `apo convert`"
+                )
+        if source_state == "stale" and not any(p.startswith("stale") for p in problems):
             problems.append(f"stale: source {rel} changed since conversion; rerun `apo convert`")
     return Verification(artifact_state, source_state, data, tuple(problems))
 

@@ -296,7 +296,7 @@ class Model:
                 path=source,
                 hint="restore the file or rerun `apo convert`",
             )
-        loaded = loading.load(source, self._store.policy)
+        loaded = loading.load(source, loading.selecting(self._store.policy, entry.source.selected))
         estimator = loaded.estimator
         inputs, names = entry.inputs, entry.feature_names
         if not inputs:  # a model that failed before its signature was recorded

@@ -82,8 +82,9 @@ def test_several_predictors_need_select(tmp_path: Path, iris_model: Any) -> None
     assert type(chosen.estimator).__name__ == "RandomForestClassifier"
     with pytest.raises(ModelLoadError, match="--select c: no model under that key"):
         _load(tmp_path, wrapped, select="c")
-    with pytest.raises(ModelLoadError, match="not a collection"):
-        _load(tmp_path, model, select="a")
+    # A registry-wide --select leaves files with one model alone.
+    assert _load(tmp_path, model, select="a").selected is None
+    assert _load(tmp_path, {"only": model}, select="a").selected == "only"
 
 
 def test_a_dict_without_a_model_is_refused_by_name(tmp_path: Path) -> None:
@@ -249,3 +250,46 @@ def test_old_joblib_side_files_stay_beside_the_model(tmp_path: Path, old_joblib_
     os.remove(written[1])
     with pytest.raises(UntrustedModelError, match="beside the model is missing"):
         loading.load(path)
+
+
+# --- through the commands -----------------------------------------------------------------------
+
+
+def test_convert_records_the_choice_and_validate_and_predict_follow_it(tmp_path: Path) -> None:
+    X, y = load_iris(return_X_y=True)
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+    registry = tmp_path / "models"
+    registry.mkdir()
+    joblib.dump({"a": LogisticRegression(max_iter=500).fit(X, y), "b": forest,
+                 "threshold": 0.3}, registry / "two.joblib")  # fmt: skip
+    failed = CliRunner().invoke(app, ["convert", str(registry), "-j", "1", "--json"])
+    assert failed.exit_code == 1
+    assert "choose one with --select KEY" in json.loads(failed.stdout)["entries"][0]["error"]
+    done = CliRunner().invoke(app, ["convert", str(registry), "-j", "1", "--select", "b"])
+    assert done.exit_code == 0, done.stderr
+    manifest = json.loads((registry / "onnx" / "manifest.json").read_text())
+    source = manifest["models"][0]["source"]
+    assert source["selected"] == "b"
+    assert source["metadata"] == {"threshold": 0.3}
+    assert source["estimator"].endswith("RandomForestClassifier")
+    # validate (no --select) re-loads the model convert chose, and passes
+    checked = CliRunner().invoke(app, ["validate", str(registry)])
+    assert checked.exit_code == 0, checked.stdout + checked.stderr
+
+
+def test_a_changed_side_array_makes_the_source_stale(tmp_path: Path, old_joblib_dump: Any) -> None:
+    X, y = load_iris(return_X_y=True)
+    registry = tmp_path / "models"
+    registry.mkdir()
+    written = old_joblib_dump(LogisticRegression(max_iter=500).fit(X, y), registry / "lr.pkl")
+    done = CliRunner().invoke(app, ["convert", str(registry), "-j", "1"])
+    assert done.exit_code == 0, done.stderr
+    manifest = json.loads((registry / "onnx" / "manifest.json").read_text())
+    companions = manifest["models"][0]["source"]["companions"]
+    assert sorted(companions) == sorted(Path(p).name for p in written[1:])
+    assert CliRunner().invoke(app, ["validate", str(registry)]).exit_code == 0
+    side = Path(written[1])
+    np.save(side, np.load(side) + 1.0)
+    stale = CliRunner().invoke(app, ["validate", str(registry)])
+    assert stale.exit_code == 1
+    assert f"{side.name}, part of source lr.pkl, changed" in stale.stdout + stale.stderr

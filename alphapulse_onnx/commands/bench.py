@@ -295,7 +295,7 @@ def _load(entry: ManifestEntry, manifest: Manifest, options: BenchOptions) -> _C
     files.raise_if_tampered(path=path)
     assert files.artifact_bytes is not None
     onnx_bytes = files.artifact_bytes
-    loaded = loading.load(source, options.policy)
+    loaded = loading.load(source, loading.selecting(options.policy, entry.source.selected))
     signature = infer(loaded.estimator)
     probe = probing.generate(
         loaded.estimator, signature.n_features, rows=PARITY_ROWS, seed=options.seed

@@ -88,6 +88,7 @@ def build_key(options: ConvertOptions, sample_sha: str | None) -> str:
         "sample": sample_sha,
         "probe_rows": options.probe_rows,
         "plugins": sorted(options.plugins),
+        "select": options.policy.select,
         "onnxruntime": runtime.version(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -174,7 +175,11 @@ def convert_one(job: _Job, previous: ManifestEntry | None = None) -> ManifestEnt
         empty = SourceInfo(path=ref.rel, sha256="")
         return _failed(ref, empty, "load", f"{ref.rel}: cannot read: {exc.strerror}")
     source = _source_info(ref, sha, stat)
-    if not options.force and _reusable(previous, sha, job.key, job.out_dir, options):
+    if (
+        not options.force
+        and _reusable(previous, sha, job.key, job.out_dir, options)
+        and (_companions_unchanged(ref, previous))
+    ):
         assert previous is not None
         return replace(previous, source=replace(previous.source, size_bytes=stat.st_size,
                                                 mtime_ns=stat.st_mtime_ns),
@@ -183,7 +188,10 @@ def convert_one(job: _Job, previous: ManifestEntry | None = None) -> ManifestEnt
     try:
         loaded = loading.load(ref.path, options.policy)
         source = _source_info(ref, sha, stat, format=loaded.format, estimator=loaded.estimator_type,
-                              sklearn_version=loaded.sklearn_version)  # fmt: skip
+                              sklearn_version=loaded.sklearn_version,
+                              upgrades=list(loaded.upgrades) or None, selected=loaded.selected,
+                              metadata=loaded.metadata or None,
+                              companions=_companions(ref, loaded.companions))  # fmt: skip
         stage = "signature"
         signature = infer(loaded.estimator)
         stage = "probe"
@@ -201,6 +209,26 @@ def convert_one(job: _Job, previous: ManifestEntry | None = None) -> ManifestEnt
         return _failed(ref, source, stage, fields.pop("error"), warnings=warnings, **fields)
     return ManifestEntry(name=ref.name, status="ok", source=source, warnings=warnings,
                          build_key=job.key, **fields)  # fmt: skip
+
+
+def _companions(ref: ModelRef, paths: tuple[Path, ...]) -> dict[str, str] | None:
+    """Files beside the source that hold part of it, by path relative to the registry."""
+    if not paths:
+        return None
+    root = ref.path.parent
+    base = Path(ref.rel).parent
+    return {(base / p.relative_to(root)).as_posix(): sha256_file(p) for p in paths}
+
+
+def _companions_unchanged(ref: ModelRef, previous: ManifestEntry | None) -> bool:
+    recorded = previous.source.companions if previous is not None else None
+    if not recorded:
+        return True
+    root = ref.path.parent
+    try:
+        return all(sha256_file(root / Path(rel).name) == digest for rel, digest in recorded.items())
+    except OSError:
+        return False
 
 
 def _compile_and_check(loaded: loading.LoadedModel, signature: Any, probe: probing.Probe,
@@ -261,7 +289,8 @@ def _compile_and_check(loaded: loading.LoadedModel, signature: Any, probe: probi
         record = origin_check.check(
             job.origin, model_path=job.ref.path, model=loaded.estimator, signature=signature,
             probe=probe, onnx_bytes=artifact.onnx_bytes, inputs=artifact.inputs,
-            precision=artifact.precision, tolerance=options.tolerance, policy=options.policy,
+            precision=artifact.precision, tolerance=options.tolerance,
+            policy=loading.selecting(options.policy, loaded.selected),
         )  # fmt: skip
         fields["origin"] = record
         if record.status == "skipped":

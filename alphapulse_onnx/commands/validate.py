@@ -195,7 +195,8 @@ def _parity(entry: ManifestEntry, data: bytes, source_path: Path, options: Valid
     """Convert's own probe and parity check, on the recorded artifact and tolerances; then,
     given an ``origin`` and when parity passed, the origin check on the same rows."""
     assert entry.artifact is not None
-    loaded = loading.load(source_path, options.policy)
+    policy = loading.selecting(options.policy, entry.source.selected)
+    loaded = loading.load(source_path, policy)
     signature = infer(loaded.estimator)
     wanted = tuple(p for p in entry.providers if p in runnable) or ("CPUExecutionProvider",)
     probe = checking.probe_for(loaded.estimator, signature, sample_path=options.sample,
@@ -217,6 +218,6 @@ def _parity(entry: ManifestEntry, data: bytes, source_path: Path, options: Valid
         record = origin_check.check(
             origin, model_path=source_path, model=loaded.estimator, signature=signature,
             probe=probe, onnx_bytes=data, inputs=entry.inputs, precision=artifact.precision,
-            tolerance=entry.tolerance, policy=options.policy,
+            tolerance=entry.tolerance, policy=policy,
         )  # fmt: skip
     return report, providers, loaded.warnings, record

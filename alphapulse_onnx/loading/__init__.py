@@ -13,6 +13,7 @@ Public API: ``load``, ``TrustPolicy``, ``LoadedModel``, ``MODEL_SUFFIXES``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import pickle
@@ -62,6 +63,7 @@ __all__ = [
     "check_estimator",
     "load",
     "memory_limit",
+    "selecting",
 ]
 
 
@@ -114,6 +116,14 @@ class LoadedModel:
 def dotted_name(obj: object) -> str:
     cls = type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def selecting(policy: TrustPolicy, selected: str | None) -> TrustPolicy:
+    """``policy`` choosing, in a wrapped file, the model that convert chose (the manifest's
+    ``source.selected``) unless ``--select`` says otherwise."""
+    if policy.select is not None or not selected:
+        return policy
+    return dataclasses.replace(policy, select=selected)
 
 
 def memory_limit(size: int, policy: TrustPolicy) -> int:

@@ -5,8 +5,9 @@ Training scripts often save ``{"pipeline": model, "threshold": 0.42, "features":
 
 - one estimator in a dict/list/tuple (looked into two levels deep) is the model; its plain
   neighbours (numbers, strings, short lists of them) are kept as metadata for the manifest;
-- several: the only one that predicts is taken (the others are named in a warning: a scaler
-  saved beside a model is not part of the artifact), else ``--select KEY`` must choose;
+- several: ``--select KEY`` chooses (files with one model ignore it), else the only one that
+  predicts is taken (the others are named in a warning: a scaler saved beside a model is not part
+  of the artifact), else the file fails, asking for ``--select``;
 - a raw LightGBM/XGBoost ``Booster`` gets its scikit-learn wrapper (``boosters``);
 - a search (``GridSearchCV``, ``RandomizedSearchCV``, halving searches) refitted on the best
   parameters answers with ``best_estimator_``: that is the model; its best parameters and
@@ -56,19 +57,15 @@ def unwrap(obj: Any, path: Path, select: str | None) -> Found:
 
 
 def _unwrap(obj: Any, path: Path, select: str | None) -> Found:
-    if isinstance(obj, BaseEstimator):
-        if select is not None and type(obj).__name__ not in _SEARCHES:
-            raise ModelLoadError(
-                f"--select {select}: the file holds one model ({type(obj).__name__}), "
-                "not a collection",
-                path=path,
-                hint="leave out --select for this file",
-            )
+    if isinstance(obj, BaseEstimator):  # --select only chooses among several
         return _search(obj, path) if type(obj).__name__ in _SEARCHES else Found(obj)
     if not isinstance(obj, (dict, list, tuple)):
         return Found(obj)  # check_estimator names what it is
     candidates = dict(_estimators(obj, "", 0))
+    if len(candidates) < 2:
+        select = None  # --select only chooses among several: a registry-wide flag
     if select is not None:
+        select = select.removesuffix(".best_estimator_")  # as the manifest records a search
         if select not in candidates:
             raise ModelLoadError(
                 f"--select {select}: no model under that key "

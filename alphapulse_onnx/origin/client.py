@@ -60,6 +60,7 @@ def _ask(worker: _Worker, scratch: Path, model_path: Path, signature: InputSigna
             "trusted": list(policy.trusted),
             "unsafe": policy.unsafe,
             "max_model_memory": policy.max_model_memory,
+            "select": policy.select,
         },
     }
     reply = worker.ask(request)

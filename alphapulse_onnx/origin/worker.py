@@ -101,6 +101,7 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
             trusted=tuple(request["policy"]["trusted"]),
             unsafe=bool(request["policy"]["unsafe"]),
             max_model_memory=request["policy"]["max_model_memory"],
+            select=request["policy"].get("select"),
         )
         loaded = loading.load(Path(request["model"]), policy)
         stage = "predict"
