@@ -44,6 +44,7 @@ class _ColumnPlan:
     high: float | None = None
     inverses: tuple[Any, ...] = ()  # applied in order to map drawn values back to raw inputs
     thresholds: np.ndarray | None = None  # the final tree's thresholds, in raw units
+    categorical: bool = False  # numbers that are categories: drawn from ``values``
 
 
 def _is_missing_marker(value: Any) -> bool:
@@ -56,12 +57,23 @@ def _plan(routes: list[Route], dtype: str) -> _ColumnPlan:
     center, scale = 0.0, 1.0
     low = high = None
     inverses: list[Any] = []
-    found_scale = False
+    found_scale = categorical = False
     for route in routes:
         if route.dropped:
             continue
         for step in route.steps:
             name = type(step).__name__
+            if type(step).__module__.startswith("category_encoders."):
+                from alphapulse_onnx.converters.encoders import column_facts
+
+                # Known categories, plus unseen and missing values only where transform answers
+                # them: where it raises, so does the artifact, and parity has nothing to compare.
+                facts = column_facts(step, route.index)
+                if facts.values:  # an encoded column (others pass through it as numbers)
+                    values.extend(facts.values)
+                    unseen, missing = facts.unseen, facts.missing
+                    categorical = facts.dtype != "string"
+                break
             categories = getattr(step, "categories_", None)
             if categories is not None and route.index < len(categories):
                 values.extend(v for v in np.asarray(categories[route.index]).tolist()
@@ -99,7 +111,8 @@ def _plan(routes: list[Route], dtype: str) -> _ColumnPlan:
             break
     return _ColumnPlan(values=list(dict.fromkeys(values)), unseen=unseen, missing=missing,
                        center=center, scale=scale if np.isfinite(scale) and scale > 0 else 1.0,
-                       low=low, high=high, inverses=tuple(inverses))  # fmt: skip
+                       low=low, high=high, inverses=tuple(inverses),
+                       categorical=categorical)  # fmt: skip
 
 
 def _draw(plan: _ColumnPlan, dtype: str, rows: int, rng: np.random.Generator) -> np.ndarray:
@@ -117,6 +130,14 @@ def _draw(plan: _ColumnPlan, dtype: str, rows: int, rng: np.random.Generator) ->
         if plan.unseen:
             ints[rng.random(rows) < UNSEEN_RATE] = max(pool_int) + 1
         return ints.astype(np.int64)
+    if plan.categorical:
+        categories = np.asarray([float(v) for v in plan.values], dtype=np.float64)
+        drawn = rng.choice(categories, rows)
+        if plan.unseen:
+            drawn[rng.random(rows) < UNSEEN_RATE] = categories.max() + 1.5
+        if plan.missing:
+            drawn[rng.random(rows) < MISSING_RATE] = np.nan
+        return drawn
     values = plan.center + rng.standard_normal(rows) * plan.scale
     wide = rng.random(rows) < 0.125
     values[wide] = plan.center + rng.standard_normal(int(wide.sum())) * plan.scale * 4
@@ -138,9 +159,10 @@ def _draw(plan: _ColumnPlan, dtype: str, rows: int, rng: np.random.Generator) ->
 def _column_thresholds(model: Any, routes: dict[str, list[Route]]) -> dict[str, np.ndarray]:
     """The final tree's split thresholds for raw columns that reach it one to one (passthrough or
     a feature-wise scaler after a ColumnTransformer), mapped back to raw units."""
-    head = model.steps[0][1] if getattr(model, "steps", None) else model
+    steps = [s for s in getattr(model, "steps", None) or [] if s[1] is not None
+             and not isinstance(s[1], str) and not hasattr(s[1], "fit_resample")]  # fmt: skip
+    head = steps[0][1] if steps else model
     width = sum(s.stop - s.start for s in (getattr(head, "output_indices_", None) or {}).values())
-    steps = getattr(model, "steps", None) or []
     if not width or len(steps) != 2:
         return {}
     thresholds = tree_thresholds(final_estimator(model), width)

@@ -412,9 +412,18 @@ def _columns_by_position(model: Any) -> Any:
     steps = getattr(model, "steps", None)
     if not steps:
         return model
+    # The first step that sees the columns (imbalanced-learn's samplers are skipped at predict).
+    runs = [
+        i
+        for i, (_, step) in enumerate(steps)
+        if step is not None and not isinstance(step, str) and not hasattr(step, "fit_resample")
+    ]
+    first = runs[0] if runs else None
+    if first is None:
+        return model
     by_position = copy.copy(model)
-    (label, head), *rest = steps
-    by_position.steps = [(label, _columns_by_position(head)), *rest]
+    label, head = steps[first]
+    by_position.steps = [*steps[:first], (label, _columns_by_position(head)), *steps[first + 1 :]]
     return by_position
 
 

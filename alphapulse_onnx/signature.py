@@ -92,14 +92,21 @@ class Route:
     output: int | None = None  # its column in the ColumnTransformer's output, when 1:1
 
 
+def _predict_steps(model: Any) -> list[Any]:
+    """A pipeline's steps that run at predict time: not ``None``/``"passthrough"``, and not
+    imbalanced-learn's samplers (``fit_resample``), which its pipelines skip when predicting."""
+    return [step for _, step in getattr(model, "steps", None) or ()
+            if step is not None and not isinstance(step, str)
+            and not hasattr(step, "fit_resample")]  # fmt: skip
+
+
 def _chain(step: Any) -> tuple[Any, ...]:
     """A transformer, or a pipeline of them, flattened to its steps (passthrough removed)."""
     if step is None or isinstance(step, str):
         return ()
-    steps = getattr(step, "steps", None)
-    if steps:
+    if getattr(step, "steps", None):
         out: list[Any] = []
-        for _, inner in steps:
+        for inner in _predict_steps(step):
             out.extend(_chain(inner))
         return tuple(out)
     if type(step).__name__ == "FunctionTransformer" and step.func is None:
@@ -109,10 +116,9 @@ def _chain(step: Any) -> tuple[Any, ...]:
 
 def _front(model: Any) -> tuple[Any, tuple[Any, ...]]:
     """The first step that sees the raw columns, and the pipeline steps after it."""
-    steps = getattr(model, "steps", None)
-    if not steps:
+    if not getattr(model, "steps", None):
         return model, ()
-    chain = [s for _, s in steps if s is not None and not isinstance(s, str)]
+    chain = _predict_steps(model)
     if not chain:
         return model, ()
     head, rest = chain[0], tuple(chain[1:])
@@ -169,6 +175,10 @@ def column_dtype(routes: list[Route]) -> DType:
     """The input type one column needs: what the first step that reads it learnt from it."""
     for route in routes:
         for step in route.steps:
+            if type(step).__module__.startswith("category_encoders."):
+                from alphapulse_onnx.converters.encoders import column_facts
+
+                return column_facts(step, route.index).dtype  # type: ignore[return-value]
             categories = getattr(step, "categories_", None)
             if categories is not None and route.index < len(categories):
                 kind = np.asarray(categories[route.index]).dtype.kind

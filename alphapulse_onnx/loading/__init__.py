@@ -265,6 +265,13 @@ def _not_admitted(path: Path, module: str, name: str) -> ModelLoadError:
             hint="load it with the library versions it was saved with and re-save it",
         )
     top = module.split(".")[0]
+    from alphapulse_onnx.converters.encoders import missing_extra_hint
+
+    extra = missing_extra_hint(module)
+    if extra is not None:
+        return ModelLoadError(
+            f"the file needs {dotted}, from a library that is not installed", path=path, hint=extra
+        )
     if top == "__main__":
         hint = (
             f"{name} was defined in the training script itself: move it into an importable "

@@ -148,6 +148,30 @@ SKLEARN_ESTIMATORS: dict[str, frozenset[str]] = {
         "ExtraTreeRegressor",
     }),
 }  # fmt: skip
+# Estimators of well-known libraries built on scikit-learn's API (the ``encoders`` extra), by
+# the package that exports them; admitted like scikit-learn's when the library is installed.
+THIRD_PARTY_ESTIMATORS: dict[str, frozenset[str]] = {
+    "category_encoders": frozenset({
+        "BackwardDifferenceEncoder", "BaseNEncoder", "BinaryEncoder", "CatBoostEncoder",
+        "CountEncoder", "GrayEncoder", "HashingEncoder", "HelmertEncoder", "JamesSteinEncoder",
+        "LeaveOneOutEncoder", "MEstimateEncoder", "OneHotEncoder", "OrdinalEncoder",
+        "PolynomialEncoder", "QuantileEncoder", "RankHotEncoder", "SumEncoder",
+        "SummaryEncoder", "TargetEncoder", "WOEEncoder",
+    }),
+    "imblearn.pipeline": frozenset({"Pipeline"}),
+    # Samplers run only in fit; a pipeline keeps them, fitted, and skips them when predicting.
+    "imblearn.over_sampling": frozenset({
+        "ADASYN", "BorderlineSMOTE", "KMeansSMOTE", "RandomOverSampler", "SMOTE", "SMOTEN",
+        "SMOTENC", "SVMSMOTE",
+    }),
+    "imblearn.under_sampling": frozenset({
+        "AllKNN", "ClusterCentroids", "CondensedNearestNeighbour", "EditedNearestNeighbours",
+        "InstanceHardnessThreshold", "NearMiss", "NeighbourhoodCleaningRule",
+        "OneSidedSelection", "RandomUnderSampler", "RepeatedEditedNearestNeighbours",
+        "TomekLinks",
+    }),
+    "imblearn.combine": frozenset({"SMOTEENN", "SMOTETomek"}),
+}  # fmt: skip
 # Estimators scikit-learn only exports after an opt-in import of its own.
 _EXPERIMENTAL = {
     "IterativeImputer": "sklearn.experimental.enable_iterative_imputer",
@@ -265,10 +289,13 @@ def _estimator_class(module: str, name: str) -> type | None:
 
     Only the listed package is imported; the defining module must be one its import loaded.
     """
-    for package, names in SKLEARN_ESTIMATORS.items():
+    for package, names in (*SKLEARN_ESTIMATORS.items(), *THIRD_PARTY_ESTIMATORS.items()):
         if name in names and (module == package or module.startswith(package + ".")):
             enabler = _EXPERIMENTAL.get(name)
-            importlib.import_module(enabler or package)
+            try:
+                importlib.import_module(enabler or package)
+            except ImportError:
+                return None  # a library not installed here (the refusal names its extra)
             found = getattr(sys.modules.get(module), name, None)
             if (
                 isinstance(found, type)
@@ -312,7 +339,7 @@ def admit(module: str, name: str) -> Name | tuple[Any] | None:
         target = _locate(*frames.MODEL_CLASSES[dotted])
         return None if target is None else Name(dotted, "model", target)
     found = _helper_class(module, name) or (
-        _estimator_class(module, name) if module.startswith("sklearn.") else None
+        _estimator_class(module, name) if module.startswith(_ESTIMATOR_PACKAGES) else None
     )
     return None if found is None else Name(dotted, "model", found)
 
@@ -343,6 +370,7 @@ def admit_moved(module: str, name: str) -> tuple[Name | tuple[Any], str] | None:
 
 
 _SGD_FAST = "sklearn.linear_model._sgd_fast"
+_ESTIMATOR_PACKAGES = ("sklearn.", "category_encoders.", "imblearn.")
 
 
 def admitted_names() -> dict[Role, set[str]]:
@@ -355,9 +383,12 @@ def admitted_names() -> dict[Role, set[str]]:
     roles["model"].update(frames.MODEL_CLASSES)
     for module, names in MODEL_HELPERS.items():
         roles["model"].update(f"{module}.{name}" for name in names)
-    for package, names in SKLEARN_ESTIMATORS.items():
+    for package, names in (*SKLEARN_ESTIMATORS.items(), *THIRD_PARTY_ESTIMATORS.items()):
         for name in names:
-            importlib.import_module(_EXPERIMENTAL.get(name, package))
+            try:
+                importlib.import_module(_EXPERIMENTAL.get(name, package))
+            except ImportError:
+                continue  # an optional library that is not installed
             roles["model"].update(
                 f"{module}.{name}"
                 for module in list(sys.modules)
