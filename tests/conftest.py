@@ -83,3 +83,31 @@ def registry(make_registry: Callable[[dict[str, Any]], Path], small_models: dict
             "regressors/diabetes_gbr.joblib": small_models["diabetes_gbr"],
         }
     )
+
+
+# --- real old scikit-learn releases ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def origin_cache() -> Path:
+    """Where environments with old releases live: ``APO_ORIGIN_CACHE`` (``.ci/run`` sets it),
+    else ``.cache/apo-origin`` in the repository (git-ignored). Made once, reused by later runs."""
+    import os
+
+    from alphapulse_onnx.origin import environments
+
+    configured = os.environ.get(environments.CACHE_ENV)
+    root = Path(__file__).resolve().parent.parent
+    return Path(configured) if configured else root / ".cache" / "apo-origin"
+
+
+@pytest.fixture(scope="session")
+def old_release(origin_cache: Path) -> Callable[[str], Any]:
+    """The environment with a scikit-learn release and its era's libraries: the very one
+    ``apo convert --origin`` uses for files that release saved."""
+    from alphapulse_onnx.origin import check, environments
+
+    def get(version: str) -> Any:
+        return environments.create(check.spec_for(version), origin_cache)
+
+    return get

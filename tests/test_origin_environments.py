@@ -9,7 +9,6 @@ Models are trained and pickled inside those environments by the old releases the
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -56,22 +55,6 @@ with open(sys.argv[1] + "/forest.pkl", "wb") as handle:
 pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
 joblib.dump(pipeline, sys.argv[1] + "/scaled_logreg.joblib")
 """
-
-
-@pytest.fixture(scope="session")
-def origin_cache() -> Path:
-    configured = os.environ.get(environments.CACHE_ENV)
-    return Path(configured) if configured else ROOT / ".cache" / "apo-origin"
-
-
-@pytest.fixture(scope="session")
-def old_release(origin_cache: Path) -> Callable[[str], Environment]:
-    """The origin environment for a scikit-learn release: the very one ``--origin`` uses."""
-
-    def get(version: str) -> Environment:
-        return environments.create(origin_check.spec_for(version), origin_cache)
-
-    return get
 
 
 @pytest.fixture(scope="session")

@@ -165,8 +165,10 @@ def load(path: Path, policy: TrustPolicy = DEFAULT_POLICY) -> LoadedModel:
         pickled_version = others[0]
     applied = list(dict.fromkeys(applied))
     if applied:
-        notes.insert(0, f"upgraded from scikit-learn {pickled_version} to {sklearn.__version__}: "
-                        + "; ".join(applied))  # fmt: skip
+        start = (f"upgraded from scikit-learn {pickled_version} to {sklearn.__version__}"
+                 if pickled_version != sklearn.__version__
+                 else "upgraded for the installed libraries")  # fmt: skip
+        notes.insert(0, f"{start}: " + "; ".join(applied))
     elif pickled_version != sklearn.__version__:
         notes.insert(
             0, f"pickled with scikit-learn {pickled_version}, running {sklearn.__version__}"

@@ -278,7 +278,11 @@ def one_vs_rest_logistic(estimator: Any, saved: Version, notes: list[str]) -> No
     if classes is None or len(classes) <= 2 or multi_class is None:
         return
     solver = attributes.get("solver")
-    ovr = multi_class in ("ovr", "warn") or (multi_class == "auto" and solver == "liblinear")
+    # "warn" was 0.20-0.21's default (one-vs-rest); "auto" and 1.5-1.7's "deprecated" meant
+    # one-vs-rest with liblinear, which has no multinomial mode.
+    ovr = multi_class in ("ovr", "warn") or (
+        multi_class in ("auto", "deprecated") and solver == "liblinear"
+    )
     if not ovr or type(estimator) not in LEGACY_CLASSES or _has_parameter(estimator, "multi_class"):
         return  # (a release that still has multi_class answers one-vs-rest itself)
     estimator.__class__ = LEGACY_CLASSES[type(estimator)]

@@ -71,16 +71,15 @@ _RENAMED_FITTED = {"base_estimator": ("base_estimator_", "estimator_")}
 def fill(estimator: Any, notes: list[str]) -> None:
     """Give ``estimator`` every constructor parameter it lacks (see the module docstring)."""
     cls = type(estimator)
-    try:
-        names = cls._get_param_names()
-    except Exception:  # a class whose signature scikit-learn cannot read: leave it as saved
-        return
+    names = _parameter_names(cls)
     attributes = estimator.__dict__
     missing = [name for name in names if name not in attributes]
     if not missing:
         return
     renamed = {new: old for old, new in _renamed_for(cls) if old in attributes}
-    defaults = _defaults(cls)
+    defaults: dict[str, Any] = {}
+    for klass in reversed(_constructors(cls)):  # the most derived class's default wins
+        defaults.update(_defaults(klass))
     filled: list[str] = []
     for name in missing:
         owner_name = _owner_with(cls, name)
@@ -101,6 +100,29 @@ def fill(estimator: Any, notes: list[str]) -> None:
             filled.append(f"{name}={defaults[name]!r}")
     if filled:
         notes.append(f"{cls.__name__}: added {', '.join(filled)}")
+
+
+def _constructors(cls: type) -> list[type]:
+    """The classes whose constructor parameters ``get_params`` reads: the class, and parents
+    with their own ``__init__`` that a wrapper's ``get_params`` also asks (XGBoost's
+    ``XGBClassifier`` reads ``XGBModel``'s)."""
+
+    def asked(klass: type) -> bool:
+        return ("__init__" in vars(klass) and hasattr(klass, "_get_param_names")
+                and klass.__module__.split(".")[0] not in ("sklearn", "builtins"))  # fmt: skip
+
+    return [klass for klass in cls.__mro__ if klass is cls or asked(klass)]
+
+
+def _parameter_names(cls: type) -> list[str]:
+    names: list[str] = []
+    for klass in _constructors(cls):
+        try:
+            found = klass._get_param_names()  # type: ignore[attr-defined]
+        except Exception:  # noqa: S112 (a signature scikit-learn cannot read: left as saved)
+            continue
+        names.extend(name for name in found if name not in names)
+    return names
 
 
 def rename_values(estimator: Any, notes: list[str]) -> None:
