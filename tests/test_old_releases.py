@@ -181,3 +181,30 @@ def test_the_zoo_converts_and_matches_the_original_release(
         assert model["source"]["sklearn_version"] == version
     upgraded = {m["name"] for m in manifest["models"] if m["source"].get("upgrades")}
     assert ("tree" in upgraded) == (version == BEFORE_NUMPY_2)
+
+
+# --- releases that no longer install here (files made once by them, see tests/data) ------------
+
+FIXTURES = Path(__file__).parent / "data" / "old_sklearn"
+FIXTURE_RELEASES = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("version", FIXTURE_RELEASES)
+def test_files_saved_by_releases_before_1_1_answer_as_they_did(version: str) -> None:
+    folder = FIXTURES / version
+    answers = np.load(folder / "answers.npz")
+    rows = answers["rows"]
+    checked = 0
+    for path in sorted(folder.glob("*.pkl")):
+        loaded = loading.load(path)
+        assert loaded.sklearn_version == version
+        if version == "0.20.4":  # its modules all moved since
+            assert loaded.upgrades, path.name
+        for key in answers.files:
+            name, _, method = key.partition(".")
+            if name == path.stem:
+                got = np.asarray(getattr(loaded.estimator, method)(rows), dtype=float)
+                np.testing.assert_allclose(got, answers[key], rtol=1e-9, atol=1e-12,
+                                           err_msg=f"{version} {path.name} {method}")  # fmt: skip
+                checked += 1
+    assert checked >= 15
