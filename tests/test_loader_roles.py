@@ -328,3 +328,22 @@ def test_sparse_matrices_must_index_inside_their_shape(tmp_path: Path, kind: str
     good = tmp_path / "good.pkl"
     good.write_bytes(pickle.dumps(model))
     assert (loading.load(good).estimator.coef_ != matrix).nnz == 0
+
+
+def test_iterative_imputer_triplets_are_rebuilt_through_their_checker(tmp_path: Path) -> None:
+    from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+    from sklearn.impute import IterativeImputer
+
+    X, _ = load_iris(return_X_y=True)
+    holes = X.copy()
+    holes[::7, 1] = np.nan
+    model = IterativeImputer(random_state=0, max_iter=3).fit(holes)
+    path = tmp_path / "imputer.joblib"
+    joblib.dump(model, path)
+    np.testing.assert_array_equal(loading.load(path).estimator.transform(holes),
+                                  model.transform(holes))  # fmt: skip
+    # The triplet's model slot takes only an estimator.
+    model.imputation_sequence_[0] = type(model.imputation_sequence_[0])(1, np.array([0]), "x")
+    joblib.dump(model, path)
+    with pytest.raises(UntrustedModelError, match="IterativeImputer's triplet was given"):
+        loading.load(path)

@@ -47,6 +47,7 @@ class Reconstructor:
     locate: tuple[str, str]  # (module, attribute) to import: our choice, never the file's
     build: Builder
     instantiable: bool = False  # may stand as the class of NEWOBJ (joblib's array wrapper)
+    tuple_subclass: bool = False  # a namedtuple: NEWOBJ passes its values, checked by ``build``
     # What NEWOBJ makes of it for BUILD to fill (hook for frames.py: pandas' block managers,
     # which pickles both call and make bare).
     bare: Callable[[], Any] | None = None
@@ -380,6 +381,20 @@ def _counter(fn: Any, args: tuple[Any, ...], ctx: Context) -> Any:
     return collections.Counter(counts)
 
 
+def _imputer_triplet(fn: Any, args: tuple[Any, ...], ctx: Context) -> Any:
+    """IterativeImputer's ``_ImputerTriplet(feat_idx, neighbor_feat_idx, estimator)``: a
+    namedtuple of a column index, the columns it is predicted from, and a fitted model."""
+    from sklearn.base import BaseEstimator
+
+    if len(args) != 3 or not is_int(args[0]):
+        raise ctx.refuse(f"IterativeImputer's triplet was given {kinds(args)}")
+    neighbours, estimator = args[1], args[2]
+    if not (isinstance(neighbours, np.ndarray) and neighbours.dtype.kind in "iu"
+            and neighbours.ndim == 1) or not isinstance(estimator, BaseEstimator):  # fmt: skip
+        raise ctx.refuse(f"IterativeImputer's triplet was given {kinds(args)}")
+    return fn(*args)
+
+
 def _partial(fn: Any, args: tuple[Any, ...], ctx: Context) -> Any:
     if len(args) != 1 or not is_inert_callable(args[0]):
         raise ctx.refuse(f"functools.partial was given {kinds(args)}, not an admitted function")
@@ -455,6 +470,8 @@ RECONSTRUCTORS: dict[str, Reconstructor] = {
                       "sklearn.externals.joblib.numpy_pickle")
        for wrapper in ("NDArrayWrapper", "ZNDArrayWrapper")},
     "sklearn.tree._tree.Tree": Reconstructor(("sklearn.tree._tree", "Tree"), _tree),
+    "sklearn.impute._iterative._ImputerTriplet": Reconstructor(
+        ("sklearn.impute._iterative", "_ImputerTriplet"), _imputer_triplet, tuple_subclass=True),
     **{f"sklearn.neighbors.{m}.newObj": Reconstructor((f"sklearn.neighbors.{m}", "newObj"),
                                                       _new_obj)
        for m in ("_kd_tree", "_ball_tree")},
