@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from alphapulse_onnx.errors import ModelLoadError, UntrustedModelError
+from alphapulse_onnx.errors import ModelLoadError, UntrustedModelError, described
 from alphapulse_onnx.loading import machine, roles, upgrades, wrappers
 from alphapulse_onnx.loading.budget import Meter
 from alphapulse_onnx.loading.checks import Name, Refused
@@ -200,7 +200,7 @@ def _upgrade(path: Path, obj: Any, versions: dict[int, str], notes: list[str]) -
         ) from None
     except Exception as exc:  # a corrupt state that the upgrade walk trips over
         raise ModelLoadError(
-            f"the file holds a corrupt {type(obj).__name__} ({_first_line(exc)})", path=path
+            f"the file holds a corrupt {type(obj).__name__} ({described(exc, 120)})", path=path
         ) from None
 
 
@@ -431,7 +431,7 @@ def check_estimator(obj: object, path: Path) -> None:
         obj.get_params(deep=True)  # every constructor parameter must be there to be usable
     except Exception as exc:
         raise ModelLoadError(
-            f"the {kind} in this file has an incomplete or corrupt state ({_first_line(exc)})",
+            f"the {kind} in this file has an incomplete or corrupt state ({described(exc, 120)})",
             path=path,
             hint="re-save the model from the library versions that trained it",
         ) from None
@@ -445,13 +445,8 @@ def check_estimator(obj: object, path: Path) -> None:
         ) from None
     except Exception as exc:
         raise ModelLoadError(
-            f"the {kind} in this file is not a usable estimator ({_first_line(exc)})", path=path
+            f"the {kind} in this file is not a usable estimator ({described(exc, 120)})", path=path
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:120]}" if text else type(exc).__name__
 
 
 def _classify(path: Path, fmt: ModelFormat, exc: BaseException) -> str:

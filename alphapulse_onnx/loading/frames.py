@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alphapulse_onnx.errors import described
 from alphapulse_onnx.loading.checks import Context, Name, is_int, kinds, type_name, whole_numbers
 from alphapulse_onnx.loading.reconstructors import Reconstructor
 
@@ -170,18 +171,13 @@ def _codes(value: Any, limit: int, ctx: Context, what: str) -> np.ndarray[Any, A
     return codes  # type: ignore[no-any-return]
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:120]}" if text else type(exc).__name__
-
-
 def _build(make: Callable[[], Any], ctx: Context, what: str) -> Any:
     """Run one of pandas' public constructors on checked data; its refusal becomes ours."""
     try:
         return make()
     except (ValueError, TypeError, NotImplementedError, OverflowError, IndexError,
             KeyError) as exc:  # fmt: skip
-        raise ctx.refuse(f"pandas rejects the file's {what} ({_first_line(exc)})") from None
+        raise ctx.refuse(f"pandas rejects the file's {what} ({described(exc, 120)})") from None
 
 
 def _nbytes(values: Any) -> int:
@@ -307,7 +303,8 @@ def _restore_array(fn: Any, args: tuple[Any, ...], ctx: Context) -> Any:
     try:
         array.validate(full=True)  # offsets inside the data, ascending, and valid UTF-8
     except (pa.ArrowInvalid, pa.ArrowException) as exc:
-        raise ctx.refuse(f"pyarrow rejects the file's string array ({_first_line(exc)})") from None
+        reason = described(exc, 120)
+        raise ctx.refuse(f"pyarrow rejects the file's string array ({reason})") from None
     if null_count not in (-1, array.null_count):
         raise ctx.refuse("pyarrow's _restore_array counts missing values its mask does not have")
     return array
