@@ -5,16 +5,21 @@ default) holds what apo writes: one ONNX artifact per model and ``manifest.json`
 
 The modules, by job (docs/explanation/architecture.md walks a model and a request through them):
 
-- command line: ``cli`` (flags, one error boundary), ``commands/`` (one module per verb: options
-  in, typed events out, never prints), ``views/`` (how each verb looks), ``render`` (shared).
-- contracts: ``errors`` (exit codes, one-line failures), ``manifest`` (+ ``measurements``, what
-  bench records), ``_fsutil`` (atomic files, hashes), ``lock`` (one writer per store).
+- command line: ``cli`` (flags, one error boundary), ``cli_base`` (parsing: one-line usage
+  errors, shell completion), ``commands/`` (one module per verb, ``info`` among them: options
+  in, typed events out, never prints), ``views/`` (how each verb looks; ``cells`` shared),
+  ``render`` (tables that fit the width, progress, messages).
+- contracts: ``errors`` (exit codes, one-line failures), ``causes`` (why a model failed, in a few
+  words), ``manifest`` (+ ``measurements``, what bench records), ``numbers`` (floats with the
+  digits they carry), ``_fsutil`` (atomic files, hashes), ``lock`` (one writer per store).
 - reading models: ``discovery`` (which files are models), ``loading/`` (the only unpickler:
-  rebuilds data, never runs the file's code), ``plugins`` (converter plugins).
-- compiling and proving: ``signature`` (what a model takes), ``probing`` and ``column_probes``
-  (rows that exercise it), ``conversion`` and ``converters/`` (skl2onnx and apo's own
-  converters), ``parity`` (does the artifact answer alike), ``checking`` (convert's and
-  validate's shared check).
+  rebuilds data, never runs the file's code; ``wrappers``, ``boosters``, ``frames``, ``legacy``
+  and ``upgrades/`` for what real files hold), ``plugins`` (converter plugins).
+- compiling and proving: ``signature`` (what a model takes), ``input_contract`` (missing values,
+  infinities, huge magnitudes), ``probing`` and ``column_probes`` (rows that exercise it),
+  ``conversion`` and ``converters/`` (skl2onnx and apo's own converters), ``parity`` (does the
+  artifact answer alike), ``checking`` (convert's and validate's shared check), ``origin/``
+  (the artifact against the library versions that saved the model).
 - serving: ``store`` (``Store`` and its models), ``serving`` (onnxruntime and scikit-learn
   engines), ``feeds`` (caller's rows to an engine's input), ``runtime`` (the only onnxruntime
   import), ``batching`` (``BatchPredictor``), ``prediction_columns``, ``datafiles/`` (rows in,

@@ -125,7 +125,8 @@ class BatchPredictor:
         self._running = True
 
     async def stop(self) -> None:
-        """Stop taking requests, finish every pending one, then end the workers."""
+        """Stop taking requests, finish every pending one, then end the workers. A caller whose
+        model was still loading when this ran is answered on its own: none is left waiting."""
         self._running = False
         self._stopped = True
         for queue in self._queues.values():
@@ -240,16 +241,18 @@ class BatchPredictor:
             if carry:
                 first = carry.pop(0)
             elif stopping:
-                return
+                # A caller that saw this worker alive may have queued after the drain: take it.
+                # Nothing is awaited between this check and returning, so a later caller sees
+                # the worker done and is served on its own (``_submit``); none is left waiting.
+                _drain(queue, carry)
+                if not carry:
+                    return
+                continue
             else:
                 got = await queue.get()
                 if got is _STOP:
                     stopping = True
-                    # drain whatever is still queued behind the stop marker
-                    while not queue.empty():
-                        leftover = queue.get_nowait()
-                        if leftover is not _STOP:
-                            carry.append(leftover)
+                    _drain(queue, carry)  # whatever is still queued behind the stop marker
                     continue
                 first = got
             if stopping:
@@ -259,10 +262,7 @@ class BatchPredictor:
             else:
                 batch, stopping = await self._gather(queue, first, carry, state)
                 if stopping:
-                    while not queue.empty():
-                        leftover = queue.get_nowait()
-                        if leftover is not _STOP:
-                            carry.append(leftover)
+                    _drain(queue, carry)
             try:
                 await self._run(model, batch)
             except Exception as exc:  # a bug here must not leave callers waiting forever
@@ -297,6 +297,14 @@ class BatchPredictor:
             stats.rows += request.rows
             stats.latencies_ms.append((now - request.started) * 1000.0)
             _settle(request.future, result=result)
+
+
+def _drain(queue: asyncio.Queue[Any], carry: list[_Request]) -> None:
+    """Move every queued request (not stop markers) to ``carry``, without awaiting."""
+    while not queue.empty():
+        leftover = queue.get_nowait()
+        if leftover is not _STOP:
+            carry.append(leftover)
 
 
 def _pick(outputs: Outputs, proba: bool) -> np.ndarray:

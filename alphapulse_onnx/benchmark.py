@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 Call = Callable[[], object]
-# An engine turns one batch (float64 rows) into a zero-argument call; whatever the engine's own
-# path converts per call (dtype, contiguity) belongs inside the call, not in ``prepare``.
-Prepare = Callable[[np.ndarray], Call]
+# An engine turns one batch (float64 rows, or a DataFrame for per-column models) into a
+# zero-argument call; whatever the engine's own path converts per call (dtype, contiguity,
+# columns to arrays) belongs inside the call, not in ``prepare``.
+Prepare = Callable[[Any], Call]
 
 DEFAULT_WARMUP = 3
 MIN_CALLS = 5
@@ -109,9 +110,10 @@ def blocks(calls: Sequence[int], rounds: int) -> list[list[tuple[int, int]]]:
     return plan
 
 
-def measure(engines: Sequence[Engine], X: np.ndarray, *, budget_s: float,
+def measure(engines: Sequence[Engine], X: Any, *, budget_s: float,
             repeat: int | None = None, warmup: int = DEFAULT_WARMUP) -> list[Timing]:  # fmt: skip
-    """Time every engine on the rows ``X`` (one batch), interleaved; one ``Timing`` per engine."""
+    """Time every engine on the rows ``X`` (one batch: an array or a DataFrame), interleaved;
+    one ``Timing`` per engine."""
     calls = [engine.prepare(X) for engine in engines]
     estimates = []
     for call in calls:

@@ -6,6 +6,7 @@ No scikit-learn or onnx work happens here; commands live in ``alphapulse_onnx.co
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from alphapulse_onnx import __version__, render
+from alphapulse_onnx.cli_base import ApoCommand, ApoGroup
 from alphapulse_onnx.errors import ApoError, ExitCode, InputError
 
 if TYPE_CHECKING:
@@ -120,8 +122,9 @@ app = typer.Typer(
     help="Compile scikit-learn model registries to ONNX, prove parity, benchmark and serve them.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode="rich",
+    cls=ApoGroup,
 )
 
 
@@ -209,10 +212,37 @@ def _origin(origin: bool, require: bool, cache: Path | None,
     return OriginOptions(mode="require" if require else "check", cache=cache, offline=offline)
 
 
-@app.command()
+def _require_store(store: Path, *, how: str) -> None:
+    """The default store where there is none (outside the repository): say how to name one.
+    ``how``: the flag, variable or argument that does."""
+    if store != DEFAULT_MANIFEST_DIR:
+        return
+    if store.is_file() or any((store / sub / "manifest.json").is_file() for sub in (".", "onnx")):
+        return
+    raise InputError(
+        f"no store at {store}, the default (no manifest.json there)",
+        hint=f"{how} (the folder `apo convert` wrote), or run `apo convert REGISTRY` here first",
+    )
+
+
+StoreOption = Annotated[
+    Path,
+    typer.Option(
+        "--store",
+        metavar="STORE",
+        help="The store apo convert wrote (folder with manifest.json).",
+        envvar=["APO_STORE", "APO_REGISTRY"],
+    ),
+]
+
+
+@app.command(cls=ApoCommand)
 def convert(
     registry: Annotated[
-        Path, typer.Argument(help="Folder of .joblib/.pkl/.pickle model files, or one file.")
+        Path,
+        typer.Argument(
+            metavar="REGISTRY", help="Folder of .joblib/.pkl/.pickle model files, or one file."
+        ),
     ],
     out: Annotated[
         Path | None,
@@ -236,7 +266,8 @@ def convert(
         typer.Option(
             "--jobs",
             "-j",
-            help="Worker processes (default: CPU cores once the registry has 50+ models).",
+            help="Worker processes; 0: one per CPU core (default: one per core once the "
+            "registry has 50+ models, else none).",
             envvar="APO_JOBS",
         ),
     ] = None,
@@ -260,6 +291,8 @@ def convert(
     with error_boundary(debug=debug):
         if atol <= 0 or rtol <= 0:
             raise InputError("--atol and --rtol: tolerances must be positive numbers")
+        if jobs is not None and jobs < 0:
+            raise InputError(f"--jobs takes 0 (one per CPU core) or a worker count, not {jobs}")
         options = command.ConvertOptions(
             registry=registry,
             out=out,
@@ -269,7 +302,7 @@ def convert(
             force=force,
             policy=_policy(trust, unsafe_load, max_model_memory, select),
             plugins=tuple(plugin or ()),
-            jobs=jobs,
+            jobs=(os.cpu_count() or 1) if jobs == 0 else jobs,
             origin=_origin(origin, origin_require, origin_cache, origin_offline),
         )
         outcome = view.run_with_progress(command.run(options), options, quiet=as_json)
@@ -277,7 +310,7 @@ def convert(
     raise typer.Exit(int(ExitCode.FAILED if outcome.failed else ExitCode.OK))
 
 
-@app.command()
+@app.command(cls=ApoCommand)
 def providers(
     require: Annotated[
         list[str] | None,
@@ -293,9 +326,10 @@ def providers(
     from alphapulse_onnx.views import providers as view
 
     with error_boundary(debug=debug):
+        required = command.check_names(require or [], flag="--require")
         report = command.run()
-        missing = command.missing(report, require or [])
-    view.show(report, missing, as_json=as_json)
+        missing = command.missing(report, required)
+    view.show(report, command.notes(report), missing, as_json=as_json)
     raise typer.Exit(int(ExitCode.FAILED if missing else ExitCode.OK))
 
 
@@ -311,7 +345,7 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
     return tuple(sorted(set(values)))
 
 
-@app.command()
+@app.command(cls=ApoCommand)
 def bench(
     target: ManifestArg = DEFAULT_MANIFEST_DIR,
     model: Annotated[
@@ -328,9 +362,21 @@ def bench(
         bool, typer.Option("--int8", help="Also build, validate and time an INT8 variant.")
     ] = False,
     providers: Annotated[
-        str,
-        typer.Option("--providers", help="Providers to time; those that do not run are reported."),
-    ] = "cpu,cuda",
+        str | None,
+        typer.Option(
+            "--providers",
+            metavar="LIST",
+            help="Comma-separated providers to time, e.g. cpu,cuda; those that do not run are "
+            "reported (default: those apo would pick that run here: CUDA where it runs, CPU).",
+        ),
+    ] = None,
+    sample: Annotated[
+        Path | None,
+        typer.Option(
+            help="Rows to time and check on (.npy, .csv; .csv or .parquet with text columns for "
+            "DataFrame models) instead of rows drawn from each model's probes.",
+        ),
+    ] = None,
     repeat: Annotated[
         int | None,
         typer.Option("--repeat", min=1, help="Timed calls per engine and batch (not budget)."),
@@ -374,11 +420,13 @@ def bench(
 ) -> None:
     """Time scikit-learn against apo's ONNX path and variants, side by side; record the figures."""
     from alphapulse_onnx.commands import bench as command
+    from alphapulse_onnx.commands import providers as providers_command
     from alphapulse_onnx.errors import InputError
     from alphapulse_onnx.parity import Tolerance
     from alphapulse_onnx.views import bench as view
 
     with error_boundary(debug=debug):
+        _require_store(target, how="name the store: apo bench STORE")
         if budget_s <= 0:
             raise InputError("--budget-s must be positive")
         if (atol is not None and atol <= 0) or (rtol is not None and rtol <= 0):
@@ -398,7 +446,13 @@ def bench(
             batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
             fp16=fp16,
             int8=int8,
-            providers=tuple(p.strip() for p in providers.split(",") if p.strip()),
+            providers=tuple(
+                providers_command.check_names(
+                    [p.strip() for p in (providers or "").split(",") if p.strip()],
+                    flag="--providers",
+                )
+            ),
+            sample=sample,
             repeat=repeat,
             budget_s=budget_s,
             tune=tune,
@@ -409,11 +463,11 @@ def bench(
         outcome = view.run_with_progress(command.run(options), quiet=as_json)
         if plot is not None:
             view.write_plot(outcome, plot)
-    view.show(outcome, as_json=as_json)
+    view.show(outcome, as_json=as_json, plot=plot)
     raise typer.Exit(int(ExitCode.FAILED if outcome.failed else ExitCode.OK))
 
 
-@app.command()
+@app.command(cls=ApoCommand)
 def validate(
     target: ManifestArg = DEFAULT_MANIFEST_DIR,
     sample: Annotated[
@@ -428,6 +482,13 @@ def validate(
     origin_require: OriginRequireFlag = False,
     origin_cache: OriginCacheOption = None,
     origin_offline: OriginOfflineFlag = False,
+    manifest_only: Annotated[
+        bool,
+        typer.Option(
+            "--manifest-only",
+            help="Check only the manifest's entries, not model files and artifacts it lacks.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
     debug: DebugFlag = False,
 ) -> None:
@@ -436,19 +497,21 @@ def validate(
     from alphapulse_onnx.views import validate as view
 
     with error_boundary(debug=debug):
+        _require_store(target, how="name the store: apo validate STORE")
         manifest_path = command.find_manifest(target)
         options = command.ValidateOptions(
             target=manifest_path,
             sample=sample,
             policy=_policy(trust, unsafe_load, max_model_memory, select),
             origin=_origin(origin, origin_require, origin_cache, origin_offline),
+            manifest_only=manifest_only,
         )
         outcome = view.run_with_progress(command.run(options), manifest_path, quiet=as_json)
     view.show(outcome, as_json=as_json)
     raise typer.Exit(int(ExitCode.FAILED if outcome.failed else ExitCode.OK))
 
 
-@app.command()
+@app.command(cls=ApoCommand)
 def predict(
     model: Annotated[
         str,
@@ -515,8 +578,23 @@ def predict(
         int | None, typer.Option("--partitions", min=1, help="Repartition the input (dask).")
     ] = None,
     keep_columns: Annotated[
-        bool, typer.Option("--keep-columns", help="Keep the input columns in the output (dask).")
+        bool,
+        typer.Option(
+            "--keep-columns",
+            help="Write the input's columns before the predictions; the model's features are "
+            "then taken by name and other columns (ids, keys) ride along.",
+        ),
     ] = False,
+    invalid_rows: Annotated[
+        str,
+        typer.Option(
+            "--invalid-rows",
+            metavar="error|skip|null",
+            help="Rows the model cannot answer (a short row, a cell that is not a number, NaN or "
+            "inf it refuses): error ends the run naming the first; skip leaves them out and "
+            "counts them; null writes empty predictions for them.",
+        ),
+    ] = "error",
     trust: TrustOption = None,
     unsafe_load: UnsafeLoadFlag = False,
     max_model_memory: MaxModelMemoryOption = None,
@@ -534,9 +612,6 @@ def predict(
         with error_boundary(debug=debug), view.log_lines():
             if output is None or str(output) == "-":
                 raise InputError("--engine dask writes Parquet partitions: give -o OUTPUT_DIR")
-            # Dask workers open models under the default policy, so its result goes unused; the
-            # call still rejects a bad --max-model-memory and warns about --unsafe-load, as local.
-            _policy(trust, unsafe_load, max_model_memory, select)
             dask_options = predict_dask.DaskPredictOptions(
                 model=model,
                 input=source,
@@ -546,16 +621,22 @@ def predict(
                 scheduler=scheduler,
                 partitions=partitions,
                 keep_columns=keep_columns,
+                invalid_rows=command.invalid_rows_option(invalid_rows),
+                provider=provider,
+                chunk_size=chunk_size,
+                policy=_policy(trust, unsafe_load, max_model_memory, select),
             )
             with view.dask_progress(quiet=as_json) as on_progress:
                 scored = predict_dask.run(dask_options, on_progress=on_progress)
         view.show_dask(scored, as_json=as_json)
         raise typer.Exit(int(ExitCode.OK))
-    if scheduler or partitions or keep_columns:
+    if scheduler or partitions:
         with error_boundary(debug=debug):
-            raise InputError("--scheduler, --partitions and --keep-columns need --engine dask")
+            raise InputError("--scheduler and --partitions need --engine dask")
 
     with error_boundary(debug=debug), view.log_lines():
+        if not model.lower().endswith(".onnx"):
+            _require_store(old_store_flag or store, how="pass --store STORE or set APO_STORE")
         to_stdout = output is None or str(output) == "-"
         if as_json and to_stdout:
             raise InputError("--json prints the summary on stdout; write predictions with -o FILE")
@@ -568,6 +649,8 @@ def predict(
             provider=provider,
             chunk_size=chunk_size,
             policy=_policy(trust, unsafe_load, max_model_memory, select),
+            invalid_rows=command.invalid_rows_option(invalid_rows),
+            keep_columns=keep_columns,
         )
         quiet = as_json or (to_stdout and sys.stdout.isatty())
         try:
@@ -575,6 +658,31 @@ def predict(
         except BrokenPipeError:  # `apo predict ... | head`: the reader left, so do we
             view.detach_stdout()
             raise SystemExit(int(ExitCode.OK)) from None
+    view.show(result, as_json=as_json)
+    raise typer.Exit(int(ExitCode.OK))
+
+
+@app.command(cls=ApoCommand)
+def info(
+    model: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL",
+            help="Model name in the manifest, its source path, or a path to its .onnx artifact.",
+        ),
+    ],
+    store: StoreOption = DEFAULT_MANIFEST_DIR,
+    as_json: JsonFlag = False,
+    debug: DebugFlag = False,
+) -> None:
+    """What MODEL takes and gives, how it was checked and measured, where it came from."""
+    from alphapulse_onnx.commands import info as command
+    from alphapulse_onnx.views import info as view
+
+    with error_boundary(debug=debug):
+        if not model.lower().endswith(".onnx"):
+            _require_store(store, how="pass --store STORE or set APO_STORE")
+        result = command.run(command.InfoOptions(model=model, store=store))
     view.show(result, as_json=as_json)
     raise typer.Exit(int(ExitCode.OK))
 

@@ -188,19 +188,40 @@ def _column_thresholds(model: Any, routes: dict[str, list[Route]]) -> dict[str, 
     return out
 
 
+def _booster_column_thresholds(model: Any, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """A booster's numeric split thresholds per column name (its categorical splits have none)."""
+    thresholds = tree_thresholds(model, len(names))
+    if thresholds is None:
+        return {}
+    rng = np.random.default_rng(1)
+    return {name: beside_thresholds(values, rng, coarse=True)
+            for name, values in zip(names, thresholds, strict=False) if values.size}  # fmt: skip
+
+
 def generate_columns(model: Any, signature: InputSignature, *, rows: int = DEFAULT_ROWS,
                      seed: int = 0) -> Probe:  # fmt: skip
     """Per-column raw values for a DataFrame-fit model: categories from its encoders (plus unseen
     ones where the encoder ignores them, and gaps where an imputer fills them), numbers from its
     imputers, scalers, function transformers and tree thresholds."""
+    from alphapulse_onnx.converters.boosters import category_columns
+
     rng = np.random.default_rng(seed)
     names = tuple(signature.feature_names or ())
     routes = column_routes(model, names) or {name: [] for name in names}
-    thresholds = _column_thresholds(model, routes)
+    # LightGBM fitted on pandas category columns: its categories, unseen ones and gaps.
+    categories = category_columns(model)
+    if categories:
+        thresholds = _booster_column_thresholds(model, names)
+    else:
+        thresholds = _column_thresholds(model, routes)
     columns: dict[str, np.ndarray] = {}
     for spec in signature.inputs:
         column = spec.column_name
-        plan = _plan(routes.get(column, []), spec.dtype)
+        if column in categories:
+            plan = _ColumnPlan(values=categories[column], unseen=True,
+                               missing=spec.dtype == "string")  # fmt: skip
+        else:
+            plan = _plan(routes.get(column, []), spec.dtype)
         if column in thresholds:
             plan = replace(plan, thresholds=thresholds[column])
         columns[column] = _draw(plan, spec.dtype, rows, rng)

@@ -1,12 +1,16 @@
 """The only skl2onnx import: a fitted estimator plus its signature in, an ONNX artifact out.
 
-Three fixes of our own live here. skl2onnx 1.20's HistGradientBoosting converter hands numpy bools
+Four fixes of our own live here. skl2onnx 1.20's HistGradientBoosting converter hands numpy bools
 to an integer-list node attribute, which protobuf 7 rejects; we register a wrapper that gives the
-converter a container that turns them into ints. skl2onnx's double-precision tree graphs declare
-a double output for TreeEnsemble ops that only produce float (ai.onnx.ml opset <= 3); we keep the
-double thresholds and input, and cast the ensemble's float output up to double. And its Gaussian
-mixture converter compares the opset with a number, which fails in double precision when the
-opset names each domain (as ours does); its wrapper hands it the main domain's.
+converter a container that turns them into ints. Its decision-tree, forest and gradient-boosting
+converters send every missing value (NaN) to the right child, where scikit-learn (>= 1.3) follows
+each node's learned ``missing_go_to_left``; the same wrapper sets ONNX's
+``nodes_missing_value_tracks_true`` from it, so a forest routes NaN as scikit-learn does.
+skl2onnx's double-precision tree graphs declare a double output for TreeEnsemble ops that only
+produce float (ai.onnx.ml opset <= 3); we keep the double thresholds and input, and cast the
+ensemble's float output up to double. And its Gaussian mixture converter compares the opset
+with a number, which fails in double precision when the opset names each domain (as ours does);
+its wrapper hands it the main domain's.
 """
 
 from __future__ import annotations
@@ -95,15 +99,18 @@ class _TreeAttributeContainer:
     made in double precision as HistGradientBoosting makes them.
     """
 
-    def __init__(self, inner: Any, *, double: bool) -> None:
+    def __init__(self, inner: Any, *, double: bool, trees: list[Any] | None = None) -> None:
         self._inner = inner
         self._double = double
+        self._trees = trees
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     def add_node(self, op_type: str, inputs: Any, outputs: Any, *args: Any, **attrs: Any) -> Any:
         clean = {key: _plain_attribute(value) for key, value in attrs.items()}
+        if op_type in _TREE_OPS and self._trees is not None:
+            _learned_missing_directions(clean, self._trees)
         if self._double and op_type in _TREE_OPS:
             clean["op_version"] = ML_OPSET  # the *_as_tensor attributes arrived in ai.onnx.ml 3
             for key in _DOUBLE_TREE_ATTRIBUTES:
@@ -115,6 +122,53 @@ class _TreeAttributeContainer:
 
 _DOUBLE_TREE_ATTRIBUTES = ("nodes_values", "nodes_hitrates", "base_values", "target_weights",
                            "class_weights")  # fmt: skip
+
+
+def _trees_of(model: Any) -> list[Any] | None:
+    """The fitted ``Tree`` objects of a tree model, numbered as skl2onnx numbers its trees: the
+    tree itself, a forest's estimators in order, a gradient boosting's stages by row (stage
+    ``i``, class ``k`` is tree ``i * n_classes + k``). ``None`` for other models."""
+    if hasattr(model, "tree_"):
+        return [model.tree_]
+    estimators = getattr(model, "estimators_", None)
+    if estimators is None or hasattr(model, "_predictors"):
+        return None
+    items = np.asarray(estimators, dtype=object).ravel()
+    if not all(hasattr(item, "tree_") for item in items):
+        return None
+    return [item.tree_ for item in items]
+
+
+def _learned_missing_directions(attrs: dict[str, Any], trees: list[Any]) -> None:
+    """``nodes_missing_value_tracks_true`` from each split's ``missing_go_to_left``.
+
+    ONNX sends a missing value down the true branch (``x <= threshold``, scikit-learn's left
+    child) when the flag is 1. A node that does not match the tree it claims to be (another
+    feature) is left alone: parity on probe rows holding NaN then says so.
+    """
+    flags = attrs.get("nodes_missing_value_tracks_true")
+    tree_ids = attrs.get("nodes_treeids")
+    node_ids = attrs.get("nodes_nodeids")
+    modes = attrs.get("nodes_modes")
+    features = attrs.get("nodes_featureids")
+    if flags is None or tree_ids is None or node_ids is None or modes is None or features is None:
+        return
+    fixed = list(flags)
+    for k, (tree_id, node_id, mode) in enumerate(zip(tree_ids, node_ids, modes, strict=True)):
+        if _mode_name(mode) == "LEAF" or not 0 <= int(tree_id) < len(trees):
+            continue
+        tree = trees[int(tree_id)]
+        directions = getattr(tree, "missing_go_to_left", None)
+        if directions is None or not 0 <= int(node_id) < tree.node_count:
+            continue
+        if int(tree.feature[int(node_id)]) != int(features[k]):
+            return  # not the numbering assumed: change nothing
+        fixed[k] = int(bool(directions[int(node_id)]))
+    attrs["nodes_missing_value_tracks_true"] = fixed
+
+
+def _mode_name(mode: Any) -> str:
+    return mode.decode() if isinstance(mode, bytes) else str(mode)
 
 
 def _plain_attribute(value: Any) -> Any:
@@ -195,7 +249,8 @@ def _fixing_tree_attributes(original: Any) -> Any:
 
     def converter(scope: Any, operator: Any, container: Any) -> Any:
         double = type(operator.inputs[0].type).__name__ == "DoubleTensorType"
-        wrapped = _TreeAttributeContainer(container, double=double)
+        trees = _trees_of(operator.raw_operator)
+        wrapped = _TreeAttributeContainer(container, double=double, trees=trees)
         if double and takes_op_version:
             # At op_version 1 the forest/HGB converters round thresholds to float32 first.
             return function(scope, operator, wrapped, op_version=ML_OPSET)

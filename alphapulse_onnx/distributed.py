@@ -16,6 +16,11 @@ processes on this machine by default, or an existing cluster given its scheduler
   and ``_apo_scoring.json`` records what was written (readers skip ``_``-names).
 - **Shared paths.** Workers read INPUT, the manifest's artifacts and write OUTPUT_DIR by path:
   on a remote cluster these must be the same paths on every machine (a shared file system).
+- **The local engine's rows.** Each partition is scored in ``--chunk-size`` pieces by
+  ``prediction_columns.score_rows``, as ``apo predict --engine local`` scores its chunks: the same
+  input contract, ``--invalid-rows`` and ``--keep-columns``; workers open the store with the same
+  ``--provider`` and loading policy. CSV is read in blocks by apo's own CSV reader (a short or long
+  row is named, as locally), Parquet through ``dask.dataframe``.
 
 Dask and pyarrow are imported only here, and only when called.
 """
@@ -34,7 +39,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from alphapulse_onnx import manifest as manifest_io
 from alphapulse_onnx._fsutil import atomic_write_bytes, atomic_write_text
@@ -45,7 +52,17 @@ from alphapulse_onnx.errors import (
     InvalidInputError,
     first_line,
 )
-from alphapulse_onnx.prediction_columns import output_columns, output_schema
+from alphapulse_onnx.prediction_columns import (
+    InvalidRows,
+    Scored,
+    moved,
+    output_schema,
+    score_rows,
+)
+
+if TYPE_CHECKING:
+    from alphapulse_onnx.datafiles.readers import Chunk
+    from alphapulse_onnx.loading import TrustPolicy
 
 INSTALL_HINT = "pip install 'alphapulse-onnx[dask]'"
 PART_PREFIX = "part-"
@@ -90,6 +107,10 @@ class _Task:
     proba: bool
     keep_columns: bool
     output_dir: str
+    invalid_rows: InvalidRows = "error"
+    chunk_size: int = 10_000
+    providers: tuple[str, ...] | None = None  # None: the best that run on the worker
+    policy: TrustPolicy | None = None  # None: the default loading policy
 
 
 def _model_for(task: _Task) -> Any:
@@ -107,7 +128,11 @@ def _model_for(task: _Task) -> Any:
             # Dask runs one task per worker thread: one onnxruntime thread each, no spinning.
             settings = runtime.SessionSettings(intra_op_threads=1, inter_op_threads=1,
                                                allow_spinning=False)  # fmt: skip
-            store = Store.open(task.manifest, settings=settings)
+            if task.policy is not None:
+                store = Store.open(task.manifest, settings=settings, providers=task.providers,
+                                   policy=task.policy)  # fmt: skip
+            else:
+                store = Store.open(task.manifest, settings=settings, providers=task.providers)
             model = store[task.model]
             if model.engine != "onnxruntime":  # opens the session (or says why it cannot)
                 raise ApoError(
@@ -124,37 +149,61 @@ def _model_for(task: _Task) -> Any:
     return model
 
 
-def _predict_frame(task: _Task, frame: Any) -> Any:
-    """Prediction columns (plus the input's with keep_columns) for one pandas partition."""
-    import pandas as pd
+def _pieces(rows: Any, malformed: tuple[tuple[int, str], ...],
+            size: int) -> Iterator[tuple[int, Any, tuple[tuple[int, str], ...]]]:  # fmt: skip
+    """A partition's rows in pieces of at most ``size`` (counting malformed rows): each piece's
+    offset, its rows, and its malformed rows by position within it."""
+    total = len(rows) + len(malformed)
+    taken = 0
+    for start in range(0, max(total, 1), size):
+        stop = min(start + size, total)
+        bad = tuple((p - start, d) for p, d in malformed if start <= p < stop)
+        count = (stop - start) - len(bad)
+        if isinstance(rows, np.ndarray):
+            part = rows[taken : taken + count]
+        else:
+            part = rows.iloc[taken : taken + count].reset_index(drop=True)
+        taken += count
+        yield start, part, bad
 
+
+def _score_pieces(task: _Task, rows: Any,
+                  malformed: tuple[tuple[int, str], ...]) -> list[tuple[int, Scored]]:  # fmt: skip
+    """Each ``--chunk-size`` piece of a partition scored as the local engine scores a chunk,
+    with its offset; an error names the row within the partition."""
     model = _model_for(task)
-    rows = frame[list(task.columns)] if task.columns is not None else frame
-    prepared = model.prepare(rows)
-    outputs = model.run_prepared(prepared, proba=task.proba)
-    columns = output_columns(task.names, outputs)
-    result = pd.DataFrame(columns)
-    if task.keep_columns:
-        kept = frame.reset_index(drop=True)
-        result = pd.concat([kept.drop(columns=list(columns), errors="ignore"), result], axis=1)
-    return result
+    scored = []
+    for offset, part, bad in _pieces(rows, malformed, task.chunk_size):
+        try:
+            result = score_rows(model, part, names=task.names, proba=task.proba,
+                                invalid_rows=task.invalid_rows, malformed=bad,
+                                keep_columns=task.keep_columns, features=task.columns)  # fmt: skip
+        except InvalidInputError as exc:
+            raise moved(exc, exc.row + offset) if exc.row is not None else exc from None
+        scored.append((offset, result))
+    return scored
 
 
 def part_name(index: int) -> str:
     return f"{PART_PREFIX}{index:05d}.parquet"
 
 
-def _score_partition(frame: Any, index: int, task: _Task) -> dict[str, Any]:
-    """Score partition ``index`` and land it atomically as ``part-<index>.parquet``."""
+def _score_partition(piece: Any, index: int, task: _Task) -> dict[str, Any]:
+    """Score partition ``index`` (a frame, or a ``Chunk`` of a CSV block) and land it
+    atomically as ``part-<index>.parquet``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    rows, malformed = (piece.rows, piece.malformed) if hasattr(piece, "malformed") else (piece, ())
     try:
-        result = _predict_frame(task, frame)
+        pieces = _score_pieces(task, rows, malformed)
     except InvalidInputError as exc:
         where = f"row {exc.row + 1}: {exc.detail}" if exc.row is not None else exc.message
         raise DataFileError(f"input partition {index}, {where}") from None
-    table = pa.Table.from_pandas(result, preserve_index=False)
+    tables = [_table(pa, scored) for _, scored in pieces]
+    table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    first = next(((offset, s.first_invalid) for offset, s in pieces
+                  if s.first_invalid is not None), None)  # fmt: skip
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     target = Path(task.output_dir) / part_name(index)
@@ -163,7 +212,25 @@ def _score_partition(frame: Any, index: int, task: _Task) -> dict[str, Any]:
         _PARTITIONS_SCORED[task.artifact_sha256] = (
             _PARTITIONS_SCORED.get(task.artifact_sha256, 0) + 1
         )
-    return {"partition": index, "rows": len(result), "file": target.name, "pid": os.getpid()}
+    invalid = sum(scored.invalid for _, scored in pieces)
+    first_invalid: str | None = None
+    if first is not None:
+        offset, invalid_error = first
+        row = (f"row {invalid_error.row + offset + 1}: {invalid_error.detail}"
+               if invalid_error.row is not None else invalid_error.message)  # fmt: skip
+        first_invalid = f"input partition {index}, {row}"
+    return {"partition": index, "rows": table.num_rows, "invalid": invalid,
+            "first_invalid": first_invalid, "file": target.name, "pid": os.getpid()}  # fmt: skip
+
+
+def _table(pa: Any, scored: Scored) -> Any:
+    """One scored piece as a pyarrow table, with pandas' conventions as the local writer's."""
+    arrays = {}
+    for name, values in scored.columns.items():
+        rows = scored.empty.get(name)
+        mask = rows if rows is not None and rows.any() else None
+        arrays[name] = pa.array(np.asarray(values), mask=mask, from_pandas=True)
+    return pa.table(arrays)
 
 
 # --------------------------------------------------------------------------- client side
@@ -182,6 +249,13 @@ class ScoreResult:
     workers: int
     seconds: float
     worker_peak_rss_bytes: dict[str, int] = field(default_factory=dict)  # worker address -> bytes
+    invalid_rows: InvalidRows = "error"
+    invalid: int = 0  # rows skipped (skip) or left empty (null)
+    first_invalid: str | None = None  # the first such row (partition and row), and why
+
+    @property
+    def skipped(self) -> int:
+        return self.invalid if self.invalid_rows == "skip" else 0
 
     @property
     def rows_per_s(self) -> float:
@@ -202,6 +276,10 @@ class ScoreResult:
             "seconds": round(self.seconds, 4),
             "rows_per_s": round(self.rows_per_s, 1),
             "worker_peak_rss_bytes": dict(self.worker_peak_rss_bytes),
+            "invalid_rows": self.invalid_rows,
+            "invalid": self.invalid,
+            "skipped": self.skipped,
+            "first_invalid": self.first_invalid,
         }
 
 
@@ -246,20 +324,84 @@ def _input_files(source: str) -> tuple[list[str], str]:
     return files, kinds.pop()
 
 
-def _read(source: str) -> Any:
+@dataclass(frozen=True)
+class _Input:
+    """The dataset to score: its column names, and one delayed piece per partition (a pandas
+    frame, or a ``Chunk`` of a CSV block with its malformed rows)."""
+
+    columns: list[str]
+    pieces: list[Any]
+
+
+CSV_BLOCK = 64 * 2**20
+
+
+def _read(source: str, *, partitions: int | None, feature_names: tuple[str, ...] | None) -> _Input:
     import dask.dataframe as dd
 
     files, kind = _input_files(source)
     path = Path(source)
+    if kind == "csv":
+        return _read_csv(source, files, partitions=partitions, feature_names=feature_names)
     try:
-        if kind == "csv":
-            return dd.read_csv(files, blocksize="64MB")
         # A folder is read as a dataset, so hive partition folders (symbol=BTC/) become columns.
-        return dd.read_parquet(str(path) if path.is_dir() else files)
+        frame = dd.read_parquet(str(path) if path.is_dir() else files)
     except (OSError, ValueError) as exc:
         raise DataFileError(
             f"cannot read it as a dataset: {first_line(exc)}", path=source
         ) from None
+    if partitions is not None:
+        frame = frame.repartition(npartitions=partitions)
+    return _Input([str(c) for c in frame.columns], list(frame.to_delayed()))
+
+
+def _read_csv(source: str, files: list[str], *, partitions: int | None,
+              feature_names: tuple[str, ...] | None) -> _Input:  # fmt: skip
+    """CSV files in blocks of whole lines, each parsed by apo's CSV reader (as locally), with
+    the file's header line given again to every block after the first. ``partitions`` sets the
+    block size: the files' bytes over that many."""
+    from dask.bytes.core import read_bytes
+    from dask.delayed import delayed
+
+    from alphapulse_onnx.datafiles.readers import csv_header
+
+    def head(file: str) -> tuple[str | None, list[str]]:
+        try:
+            with open(file, encoding="utf-8", newline="") as handle:
+                return csv_header(handle, feature_names)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataFileError(f"cannot read it as CSV: {first_line(exc)}", path=file) from None
+
+    heads = [head(file) for file in files]
+    columns = next((cells for _, cells in heads if cells), [])
+    size = sum(os.path.getsize(f) for f in files)
+    blocksize = max(1, -(-size // partitions)) if partitions else CSV_BLOCK
+    try:
+        _, blocks = read_bytes(files, delimiter=b"\n", blocksize=blocksize, sample=False)
+    except (OSError, ValueError) as exc:
+        raise DataFileError(
+            f"cannot read it as a dataset: {first_line(exc)}", path=source
+        ) from None
+    pieces = []
+    for (header, _), file, file_blocks in zip(heads, files, blocks, strict=True):
+        for i, block in enumerate(file_blocks):
+            pieces.append(delayed(_parse_block, pure=True)(block, file, header, i == 0))
+    return _Input(columns, pieces)
+
+
+def _parse_block(data: bytes, file: str, header: str | None, first: bool) -> Chunk:
+    """One CSV block as one chunk (malformed rows reported), read as ``apo predict`` reads."""
+    import io
+
+    from alphapulse_onnx.datafiles.readers import read_csv_block
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataFileError("not a UTF-8 text CSV file", path=file) from None
+    if header is not None and not first:
+        text = header + text
+    return read_csv_block(io.StringIO(text), file, header=header is not None)
 
 
 def _prepare_output(output_dir: Path) -> None:
@@ -330,6 +472,10 @@ def score_dataset(
     proba: bool = True,
     n_workers: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    invalid_rows: InvalidRows = "error",
+    chunk_size: int = 10_000,
+    providers: tuple[str, ...] | None = None,
+    policy: TrustPolicy | None = None,
 ) -> ScoreResult:
     """Score INPUT with one model on Dask and write Parquet partitions to ``output_dir``.
 
@@ -337,6 +483,9 @@ def score_dataset(
     input into this many pieces first. ``proba``: add ``proba_<class>`` columns when the model
     gives them. ``n_workers``: worker processes of the local cluster (default: CPU cores; ignored
     with ``scheduler``). ``on_progress(done, total)`` is called as partitions land.
+    ``invalid_rows``, ``chunk_size``, ``providers`` and ``policy`` mean what they mean for
+    ``apo predict --engine local``: rows it cannot answer, rows per call, onnxruntime's execution
+    providers, the loading policy (workers open the store with them).
     """
     _require_dask()
     from distributed import as_completed
@@ -347,8 +496,13 @@ def score_dataset(
     started = time.perf_counter()
     if partitions is not None and partitions < 1:
         raise InputError("--partitions must be at least 1")
+    if chunk_size < 1:
+        raise InputError("--chunk-size must be at least 1")
     manifest_file = manifest_io.resolve_path(Path(manifest_path)).resolve()
-    store = Store.open(manifest_file)
+    if policy is not None:
+        store = Store.open(manifest_file, providers=providers, policy=policy)
+    else:
+        store = Store.open(manifest_file, providers=providers)
     model = store[model_name]  # UnknownModelError names the models there
     entry = model.entry
     if not entry.ok or entry.artifact is None:
@@ -361,9 +515,9 @@ def score_dataset(
     want_proba = proba and classifier and entry.has_proba is not False
     names = tuple(name for name, _ in output_schema(model, want_proba))
 
-    frame = _read(str(input))
     builder = FeedBuilder(entry.inputs, entry.feature_names, model=entry.name)
-    available = [str(c) for c in frame.columns]
+    dataset = _read(str(input), partitions=partitions, feature_names=entry.feature_names)
+    available = dataset.columns
     columns: tuple[str, ...] | None
     if builder.names is not None:
         missing = [n for n in builder.names if n not in available]
@@ -382,8 +536,6 @@ def score_dataset(
                 hint="write the dataset with exactly the model's columns, in order",
             )
         columns = None
-    if partitions is not None:
-        frame = frame.repartition(npartitions=partitions)
 
     output_dir = Path(output_dir).resolve()
     _prepare_output(output_dir)
@@ -396,11 +548,15 @@ def score_dataset(
         proba=want_proba,
         keep_columns=keep_columns,
         output_dir=str(output_dir),
+        invalid_rows=invalid_rows,
+        chunk_size=chunk_size,
+        providers=providers,
+        policy=policy,
     )
     from dask.delayed import delayed
 
     token = uuid.uuid4().hex[:8]
-    pieces = frame.to_delayed()
+    pieces = dataset.pieces
     work = [
         delayed(_score_partition, pure=False)(
             piece, i, task, dask_key_name=f"apo-score-{token}-{i}"
@@ -442,6 +598,9 @@ def score_dataset(
         workers=worker_count,
         seconds=time.perf_counter() - started,
         worker_peak_rss_bytes={addr: int(s["peak_rss_bytes"]) for addr, s in stats.items()},
+        invalid_rows=invalid_rows,
+        invalid=sum(int(s.get("invalid", 0)) for s in summaries),
+        first_invalid=next((s["first_invalid"] for s in summaries if s.get("first_invalid")), None),
     )
     summary = {**result.to_json(), "artifact_sha256": entry.artifact.sha256}
     atomic_write_text(output_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")

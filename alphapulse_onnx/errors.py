@@ -32,7 +32,7 @@ class ApoError(Exception):
 
     def __str__(self) -> str:
         line = f"{self.path}: {self.message}" if self.path else self.message
-        return f"{line}; hint: {self.hint}" if self.hint else line
+        return one_line(f"{line}; hint: {self.hint}" if self.hint else line)
 
 
 class InputError(ApoError):
@@ -102,6 +102,25 @@ class ProviderError(ApoError):
 
 class LockError(InputError):
     """Another apo process holds the output folder."""
+
+
+QUOTE_LIMIT = 80  # characters of a user's value (a cell, a column name) quoted in an error
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT, *, repr_: bool = True) -> str:
+    """``value`` as an error line quotes it: its repr (or text), at most ``limit`` characters
+    plus a count of the rest, so a huge cell never floods the terminal."""
+    text = repr(value) if repr_ else one_line(str(value))
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks shown as escapes: an error is always one line."""
+    if "\n" not in text and "\r" not in text:
+        return text
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def first_line(value: object, limit: int = 200) -> str:

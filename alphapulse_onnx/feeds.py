@@ -12,6 +12,11 @@ column -> values or a list of mappings (matched by name, in any order). Bad rows
 onnxruntime error. Rows and positional columns count from 0 here; ``apo predict`` restates them
 in the file's terms.
 
+Given the model's ``InputContract``, every engine's rows are held to it: a missing value (NaN), an
+infinity or a magnitude the model does not take is refused by row and column, as scikit-learn
+would refuse it, or because the artifact cannot give scikit-learn's answer for it (see
+``input_contract``). ``screen`` finds every such row at once, for callers that skip or mark them.
+
 ``probe_feeds`` builds the feeds for rows apo draws or reads itself for a parity check.
 """
 
@@ -23,13 +28,27 @@ from typing import Any
 
 import numpy as np
 
-from alphapulse_onnx.errors import InvalidInputError
+from alphapulse_onnx.errors import InvalidInputError, quoted
+from alphapulse_onnx.input_contract import InputContract, Rule
 from alphapulse_onnx.signature import TensorSpec
 
 # What a missing value (None, NaN, pd.NA) in a text column becomes in an onnxruntime string tensor.
 STRING_MISSING = ""
 
 _NP_DTYPES: dict[str, Any] = {"float32": np.float32, "float64": np.float64, "int64": np.int64}
+
+
+@dataclass(frozen=True)
+class Screening:
+    """Which rows of a caller's input the model cannot take (``bad``, one flag per row), and the
+    error the first of them gets."""
+
+    bad: np.ndarray
+    first: InvalidInputError | None
+
+    @property
+    def count(self) -> int:
+        return int(self.bad.sum())
 
 
 @dataclass(frozen=True)
@@ -61,7 +80,12 @@ class FeedBuilder:
     """Validates rows once and turns them into feeds; all per-entry lookups are done up front."""
 
     def __init__(
-        self, inputs: Sequence[TensorSpec], feature_names: Sequence[str] | None, *, model: str = ""
+        self,
+        inputs: Sequence[TensorSpec],
+        feature_names: Sequence[str] | None,
+        *,
+        model: str = "",
+        contract: InputContract | None = None,
     ) -> None:
         if not inputs:
             raise ValueError(f"model {model!r}: the manifest lists no inputs")
@@ -89,6 +113,19 @@ class FeedBuilder:
         self.single = len(slots) == 1 and slots[0].dtype in ("float32", "float64")
         self._single_name = slots[0].name
         self._single_dtype = _NP_DTYPES.get(slots[0].dtype, np.float32)
+        self.contract = contract
+        self._rules: tuple[Rule, ...] = ()
+        self._checks = contract is not None
+        if contract is not None and self.n_features is not None:
+            labels = self.names or tuple(str(j) for j in range(self.n_features))
+            self._rules = contract.rules(labels)
+            self._allow_nan = np.array([r.nan for r in self._rules], dtype=bool)
+            self._allow_inf = np.array([r.inf for r in self._rules], dtype=bool)
+            self._max_abs = np.array([np.inf if r.max_abs is None else r.max_abs
+                                      for r in self._rules], dtype=np.float64)  # fmt: skip
+            self._limited = bool(np.isfinite(self._max_abs).any())
+            self._checks = not (self._allow_nan.all() and self._allow_inf.all()
+                                and not self._limited)  # fmt: skip
 
     # ------------------------------------------------------------------ public
 
@@ -99,7 +136,9 @@ class FeedBuilder:
             if type(X) is np.ndarray and X.ndim == 2 and X.dtype.kind in "fiub":
                 if X.shape[1] != self.n_features and self.n_features is not None:
                     raise self._count_error(X.shape[1])
-                return {self._single_name: np.ascontiguousarray(X, dtype=self._single_dtype)}
+                if self._checks and X.dtype.kind == "f":
+                    self._check_cells(X)
+                return {self._single_name: _cast(X, self._single_dtype)}
             return {self._single_name: self._matrix(X, self._single_dtype)}
         columns = self._columns(X, for_sklearn=False)
         feeds = {}
@@ -242,28 +281,38 @@ class FeedBuilder:
     # ------------------------------------------------------------- converting
 
     def _matrix(self, X: Any, dtype: Any) -> np.ndarray:
-        """All-numeric rows as one C-contiguous (n_rows, n_features) array of ``dtype``."""
+        """All-numeric rows as one C-contiguous (n_rows, n_features) array of ``dtype``, held to
+        the contract (on their float64 values, before any float32 rounding)."""
         X = self._normalise(X)
         if isinstance(X, np.ndarray):
             if X.dtype.kind in "fiub":
-                return np.ascontiguousarray(X, dtype=dtype)
+                if self._checks and X.dtype.kind == "f":
+                    self._check_cells(X)
+                return _cast(X, dtype)
             try:
-                return np.ascontiguousarray(X.astype(dtype))
+                values = X.astype(np.float64)
             except (ValueError, TypeError):
                 for j in range(X.shape[1]):
-                    _numeric(X[:, j], dtype, self._column_label(j))
+                    _numeric(X[:, j], np.float64, self._column_label(j))
                 raise InvalidInputError("the rows are not all numbers") from None
+            if self._checks:
+                self._check_cells(values)
+            return _cast(values, dtype)
         df = self._frame_in_order(X)
+        names = list(df.columns)
+        table: np.ndarray | None = None
         if all(_numeric_dtype(t) for t in df.dtypes):
             try:
-                return np.ascontiguousarray(df.to_numpy(dtype=dtype, na_value=np.nan))
+                table = df.to_numpy(dtype=np.float64, na_value=np.nan)
             except (ValueError, TypeError):
-                pass
-        names = list(df.columns)
-        out = np.empty((len(df), len(names)), dtype=dtype)
-        for j in range(len(names)):
-            out[:, j] = _numeric(df.iloc[:, j], dtype, self._column_label(j, names))
-        return out
+                table = None
+        if table is None:
+            table = np.empty((len(df), len(names)), dtype=np.float64)
+            for j in range(len(names)):
+                table[:, j] = _numeric(df.iloc[:, j], np.float64, self._column_label(j, names))
+        if self._checks:
+            self._check_cells(table, names)
+        return _cast(table, dtype)
 
     def _columns(self, X: Any, *, for_sklearn: bool) -> list[np.ndarray]:
         """One 1-D array per feature column, typed for its input (multi-input artifacts)."""
@@ -278,13 +327,136 @@ class FeedBuilder:
                 label = self._column_label(j, names)
                 values = X[:, j] if names is None else X.iloc[:, j]
                 if slot.dtype == "string":
-                    out.append(_strings(values, keep_missing=for_sklearn))
+                    text = _strings(values, keep_missing=True)
+                    gaps = ~_is_text(text)
+                    if gaps.any():
+                        if self._checks and not self._rule(j).nan:
+                            raise self._refusal(int(np.argmax(gaps)), j, np.nan, label)
+                        if not for_sklearn:
+                            text[gaps] = STRING_MISSING
+                    out.append(text)
                 elif slot.dtype == "int64":
                     out.append(_integers(values, label))
                 else:
-                    dtype = np.float64 if for_sklearn else _NP_DTYPES[slot.dtype]
-                    out.append(_numeric(values, dtype, label))
+                    floats = _numeric(values, np.float64, label)
+                    if self._checks:
+                        self._check_cells(floats[:, None], start=j, label=label)
+                    out.append(_cast(floats, np.float64 if for_sklearn else _NP_DTYPES[slot.dtype]))
         return out
+
+    # ------------------------------------------------------------ the contract
+
+    def _refused_cells(self, values: np.ndarray, start: int = 0) -> np.ndarray | None:
+        """Cells of ``values`` (columns ``start..`` of the features) the contract refuses."""
+        k = values.shape[1]
+        if not self._rules:  # no fixed width: the default rule for every column
+            assert self.contract is not None
+            rule = self.contract.default
+            allow_nan, allow_inf = np.full(k, rule.nan), np.full(k, rule.inf)
+            limit = np.full(k, np.inf if rule.max_abs is None else rule.max_abs)
+        else:
+            allow_nan = self._allow_nan[start : start + k]
+            allow_inf = self._allow_inf[start : start + k]
+            limit = self._max_abs[start : start + k]
+        with np.errstate(invalid="ignore", over="ignore"):
+            ok = np.isfinite(values)
+            if np.isfinite(limit).any():
+                ok &= np.abs(values) <= limit
+        if ok.all():
+            return None
+        bad = ~ok & ~((np.isnan(values) & allow_nan) | (np.isinf(values) & allow_inf))
+        return bad if bad.any() else None
+
+    def _check_cells(self, values: np.ndarray, names: Sequence[Any] | None = None, *,
+                     start: int = 0, label: str | int | None = None) -> None:  # fmt: skip
+        """Raise for the first cell (row by row) that the contract refuses."""
+        bad = self._refused_cells(values, start)
+        if bad is None:
+            return
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        column = label if label is not None else self._column_label(start + j, names)
+        raise self._refusal(i, start + j, float(values[i, j]), column)
+
+    def _rule(self, j: int) -> Rule:
+        if self._rules:
+            return self._rules[j]
+        assert self.contract is not None
+        return self.contract.default
+
+    def _refusal(self, row: int, j: int, value: float, column: str | int) -> InvalidInputError:
+        assert self.contract is not None
+        where = f"column {column!r}" if isinstance(column, str) else f"column {column}"
+        if np.isnan(value):
+            detail = f"a missing value (NaN) is refused: {self.contract.reason('nan')}"
+        elif np.isinf(value):
+            detail = f"{'inf' if value > 0 else '-inf'} is refused: {self.contract.reason('inf')}"
+        else:
+            limit = self._rule(j).max_abs
+            detail = (f"{value:.6g} is refused: beyond +-{limit:.6g}, "
+                      f"{self.contract.reason('big')}")  # fmt: skip
+        return InvalidInputError(
+            f"row {row}, {where}: {detail}",
+            row=row,
+            column=column,
+            detail=detail,
+            hint="fix or drop the row first",
+        )
+
+    # ------------------------------------------------------------- screening
+
+    def screen(self, X: Any) -> Screening:
+        """Every row the model cannot take (a cell that is not a number, or that the contract
+        refuses), with the first one's error; a problem of the whole input (wrong columns or
+        width) still raises."""
+        X = self._normalise(X)
+        names: list[Any] | None = None
+        if not isinstance(X, np.ndarray):
+            X = self._frame_in_order(X)
+            names = list(X.columns)
+        n = len(X)
+        width = X.shape[1]
+        bad = np.zeros(n, dtype=bool)
+        first: tuple[int, InvalidInputError] | None = None
+        for j in range(width):
+            slot = self._slot_of(j)
+            label = self._column_label(j, names)
+            values = X[:, j] if names is None else X.iloc[:, j]
+            if slot.dtype == "string":
+                problem = np.zeros(n, dtype=bool)
+                if self._checks and not self._rule(j).nan:
+                    problem = ~_is_text(_strings(values, keep_missing=True))
+                if problem.any():
+                    i = int(np.argmax(problem))
+                    if first is None or i < first[0]:
+                        first = (i, self._refusal(i, j, np.nan, label))
+                    bad |= problem
+                continue
+            floats, unparsed = _parsed(values)
+            problem = unparsed.copy()
+            if slot.dtype == "int64":
+                with np.errstate(invalid="ignore"):
+                    problem |= ~np.isfinite(floats) | (np.floor(floats) != floats)
+            elif self._checks:
+                refused = self._refused_cells(floats[:, None], j)
+                if refused is not None:
+                    problem |= refused[:, 0]
+            if not problem.any():
+                continue
+            i = int(np.argmax(problem))
+            if first is None or i < first[0]:
+                if unparsed[i] or slot.dtype == "int64":
+                    what = "a whole number" if slot.dtype == "int64" else "a number"
+                    first = (i, _bad_cell(i, label, _values(values)[i], what))
+                else:
+                    first = (i, self._refusal(i, j, float(floats[i]), label))
+            bad |= problem
+        return Screening(bad, first[1] if first is not None else None)
+
+    def _slot_of(self, j: int) -> _Slot:
+        for slot in self.slots:
+            if slot.width < 0 or slot.start <= j < slot.start + slot.width:
+                return slot
+        return self.slots[-1]
 
 
 def probe_feeds(
@@ -302,7 +474,7 @@ def probe_feeds(
 
 
 def _preview(items: Sequence[Any], limit: int = 5) -> str:
-    shown = ", ".join(str(i) for i in items[:limit])
+    shown = ", ".join(quoted(i, repr_=False) for i in items[:limit])
     return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
@@ -319,9 +491,43 @@ def _values(values: Any) -> np.ndarray:
     return np.asarray(values)
 
 
+def _cast(values: np.ndarray, dtype: Any) -> np.ndarray:
+    """``values`` as a C-contiguous array of ``dtype``; a float32 cast of a value beyond its
+    range (refused already where a contract applies) gives inf without a numpy warning."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.ascontiguousarray(values, dtype=dtype)
+
+
+def _is_text(values: np.ndarray) -> np.ndarray:
+    """Which cells of an object column of ``_strings`` are text (the rest are gaps)."""
+    return np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
+
+
+def _parsed(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """One column as float64, and which cells are not numbers (they become NaN)."""
+    array = _values(values)
+    n = len(array)
+    if array.dtype.kind in "fiub":
+        return array.astype(np.float64), np.zeros(n, dtype=bool)
+    try:
+        return array.astype(np.float64), np.zeros(n, dtype=bool)
+    except (ValueError, TypeError):
+        pass
+    out = np.full(n, np.nan)
+    unparsed = np.zeros(n, dtype=bool)
+    for i, value in enumerate(array):
+        if _missing(value):
+            continue
+        try:
+            out[i] = float(value)
+        except (ValueError, TypeError):  # one column of one bad chunk: rare
+            unparsed[i] = True
+    return out, unparsed
+
+
 def _bad_cell(row: int, column: str | int, value: Any, what: str) -> InvalidInputError:
-    where = f"column {column!r}" if isinstance(column, str) else f"column {column}"
-    detail = f"{value!r} is not {what}"
+    where = f"column {quoted(column)}" if isinstance(column, str) else f"column {column}"
+    detail = f"{quoted(value)} is not {what}"
     return InvalidInputError(f"row {row}, {where}: {detail}", row=row, column=column, detail=detail)
 
 

@@ -16,12 +16,13 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
 from alphapulse_onnx import __version__
 from alphapulse_onnx._fsutil import atomic_write_text, sha256_bytes, sha256_file
-from alphapulse_onnx.errors import ManifestError, TamperError
+from alphapulse_onnx.errors import ManifestError, TamperError, UnknownModelError, quoted
+from alphapulse_onnx.input_contract import InputContract
 from alphapulse_onnx.measurements import BenchRecord, Machine, SessionRecord, json_object
 from alphapulse_onnx.parity import ParityReport, Tolerance
 from alphapulse_onnx.runtime import SessionSettings
@@ -111,6 +112,7 @@ class ManifestEntry:
     source: SourceInfo
     error: str | None = None
     stage: str | None = None  # where a failure happened: load, signature, convert, parity, write
+    cause: str | None = None  # why, in one word (``causes.Cause``): user-code, no-converter, ...
     artifact: ArtifactInfo | None = None
     task: str | None = None
     inputs: tuple[TensorSpec, ...] = ()
@@ -122,11 +124,13 @@ class ManifestEntry:
     origin: OriginRecord | None = None  # written inside ``validation`` as ``validation.origin``
     tolerance: Tolerance = field(default_factory=Tolerance)
     providers: tuple[str, ...] = ()
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float | bool] = field(default_factory=dict)  # reused: a bool
     warnings: tuple[str, ...] = ()
     build_key: str | None = None  # hash of apo version + options: unchanged means reusable
     session: SessionRecord | None = None  # tuned onnxruntime settings (apo bench)
     bench: BenchRecord | None = None
+    # What rows it takes: NaN, infinities, magnitudes (``input_contract``); None: an older apo's.
+    input_contract: InputContract | None = None
 
     @property
     def ok(self) -> bool:
@@ -150,6 +154,9 @@ class ManifestEntry:
             raw["validation"]["origin"] = origin
         raw["session"] = self.session.to_json() if self.session is not None else None
         raw["bench"] = self.bench.to_json() if self.bench is not None else None
+        raw.pop("input_contract")
+        if self.input_contract is not None:  # older apo wrote none: leave it out, as they did
+            raw["input_contract"] = self.input_contract.to_json()
         return raw
 
     @classmethod
@@ -161,12 +168,13 @@ class ManifestEntry:
             validation = raw.get("validation")
             session = json_object(raw.get("session"))
             bench = json_object(raw.get("bench"))
-            return cls(
+            entry = cls(
                 name=str(raw["name"]),
                 status=raw["status"],
                 source=SourceInfo(**raw["source"]),
                 error=raw.get("error"),
                 stage=raw.get("stage"),
+                cause=raw.get("cause"),
                 artifact=ArtifactInfo(**artifact) if artifact else None,
                 task=raw.get("task"),
                 inputs=tuple(TensorSpec.from_json(s) for s in raw.get("inputs") or ()),
@@ -182,15 +190,56 @@ class ManifestEntry:
                 else None,
                 tolerance=Tolerance.from_json(raw.get("tolerance")),
                 providers=tuple(raw.get("providers") or ()),
-                timings=dict(raw.get("timings") or {}),
+                timings=_timings(raw.get("timings")),
                 warnings=tuple(raw.get("warnings") or ()),
                 build_key=raw.get("build_key"),
                 session=SessionRecord.from_json(session) if session else None,
                 bench=BenchRecord.from_json(bench) if bench else None,
+                input_contract=InputContract.from_json(raw["input_contract"])
+                if raw.get("input_contract") is not None
+                else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             name = raw.get("name", "?")
             raise ManifestError(f"{where}: model {name!r}: bad or missing field ({exc})") from None
+        _confined(entry, where)
+        return entry
+
+
+def _escapes(rel: str) -> bool:
+    """Whether ``rel`` leaves the folder it is relative to: absolute, a drive, or ``..``."""
+    posix = rel.replace("\\", "/")
+    return (
+        not rel.strip()
+        or PurePosixPath(posix).is_absolute()
+        or bool(PureWindowsPath(rel).drive)
+        or ".." in PurePosixPath(posix).parts
+    )
+
+
+def _confined(entry: ManifestEntry, where: str) -> None:
+    """Artifacts stay in the manifest's folder, sources (and their side files) in the registry:
+    a manifest naming any other file is refused before anything is read or served."""
+    paths = [("source", entry.source.path), *(("source", p) for p in entry.source.companions or ())]
+    if entry.artifact is not None:
+        paths.append(("artifact", entry.artifact.path))
+    if entry.bench is not None:
+        paths += [("artifact", v.artifact) for v in entry.bench.variants.values() if v.artifact]
+    for kind, rel in paths:
+        if _escapes(rel):
+            folder = "the manifest's folder" if kind == "artifact" else "the registry"
+            raise ManifestError(
+                f"{where}: model {entry.name!r}: {kind} path {quoted(rel)} leaves {folder}",
+                hint="paths in a manifest are relative and stay inside; rerun `apo convert`",
+            )
+
+
+def _timings(raw: Any) -> dict[str, float | bool]:
+    """``timings`` as recorded, ``reused`` as a bool (older manifests wrote ``1.0``)."""
+    timings: dict[str, float | bool] = dict(raw or {})
+    if "reused" in timings:
+        timings["reused"] = bool(timings["reused"])
+    return timings
 
 
 def _dist(name: str) -> str | None:
@@ -220,6 +269,8 @@ class Manifest:
     tool: dict[str, str | None] = field(default_factory=tool_versions)
     machine: Machine | None = None  # described by apo bench
     schema_version: int = SCHEMA_VERSION
+    # The one model file convert was given, when not a folder: its siblings are not the registry's.
+    registry_file: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -229,6 +280,7 @@ class Manifest:
             "tool": self.tool,
             "machine": self.machine.to_json() if self.machine is not None else None,
             "models": [entry.to_json() for entry in self.models],
+            **({"registry_file": self.registry_file} if self.registry_file is not None else {}),
         }
 
     def entry(self, key: str) -> ManifestEntry:
@@ -238,9 +290,18 @@ class Manifest:
             if entry.name == normalized:
                 return entry
         for entry in self.models:
-            source = entry.source.path
-            if normalized in (source, source.rsplit(".", 1)[0]):
+            if entry.source.path == normalized:
                 return entry
+        # By source path without its suffix: m.joblib and m.pkl both answer to "m".
+        matches = [e for e in self.models if e.source.path.rsplit(".", 1)[0] == normalized]
+        if len(matches) > 1:
+            listed = ", ".join(e.name for e in matches)
+            raise UnknownModelError(
+                f"model name {key!r} is ambiguous: it matches {listed}",
+                hint="name one of them, with its suffix",
+            )
+        if matches:
+            return matches[0]
         names = ", ".join(e.name for e in self.models[:10])
         raise KeyError(f"no model named {key!r} in the manifest (models: {names})")
 
@@ -349,6 +410,8 @@ def read(path: Path) -> Manifest:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"not valid JSON (line {exc.lineno}): {exc.msg}", path=path) from None
+    except RecursionError:
+        raise ManifestError("not a manifest: JSON nested too deeply to read", path=path) from None
     if not isinstance(raw, dict) or "models" not in raw:
         raise ManifestError("not an apo manifest (no 'models' list)", path=path)
     version = raw.get("schema_version")
@@ -362,6 +425,11 @@ def read(path: Path) -> Manifest:
     if not isinstance(models, list):
         raise ManifestError("'models' is not a list", path=path)
     machine = json_object(raw.get("machine"))
+    registry_file = raw.get("registry_file")
+    if registry_file is not None and (
+        not isinstance(registry_file, str) or _escapes(registry_file)
+    ):
+        raise ManifestError(f"registry_file {quoted(registry_file)} leaves the registry", path=path)
     return Manifest(
         registry=str(raw.get("registry", "..")),
         models=tuple(ManifestEntry.from_json(m, where=str(path)) for m in models),
@@ -369,6 +437,7 @@ def read(path: Path) -> Manifest:
         tool=dict(raw.get("tool") or {}),
         machine=Machine.from_json(machine) if machine else None,
         schema_version=SCHEMA_VERSION,
+        registry_file=registry_file,
     )
 
 

@@ -127,7 +127,9 @@ class Answers:
 
 def reference_answers(model: Any, signature: InputSignature, X: Rows) -> Answers:
     """``model``'s own answers for rows ``X``, as scikit-learn running here gives them."""
-    frame = sklearn_input(X, signature)
+    from alphapulse_onnx.converters.boosters import with_categories
+
+    frame = with_categories(model, sklearn_input(X, signature))  # LightGBM's category columns
     kind = signature.scores
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # overflow in exp() on extreme probes is scikit-learn's own
@@ -315,7 +317,8 @@ def _tied_scores(kind: Scores, scores: np.ndarray, labels: np.ndarray,
     known = (column >= 0) & (column < scores.shape[1])
     tied = np.zeros(scores.shape[0], dtype=bool)
     rows = np.flatnonzero(known)
-    tied[rows] = scores[rows, column[rows]] - scores[rows].min(axis=1) <= within
+    with np.errstate(invalid="ignore"):  # inf - inf on rows of huge values: not a tie, no warning
+        tied[rows] = scores[rows, column[rows]] - scores[rows].min(axis=1) <= within
     return tied
 
 
@@ -323,11 +326,18 @@ def _compare_regression(expected: np.ndarray, got: np.ndarray, rows: int, probe:
                         tolerance: Tolerance) -> ParityReport:  # fmt: skip
     expected = np.asarray(expected, dtype=np.float64).reshape(rows, -1)
     got = np.asarray(got, dtype=np.float64).reshape(expected.shape)
-    diff = np.abs(got - expected)
-    # Relative to each value, floored at the mean magnitude so values near zero do not explode.
-    floor = max(float(np.mean(np.abs(expected))) if expected.size else 1.0, 1e-12)
-    rel = diff / np.maximum(np.abs(expected), floor)
-    bad = (rel > tolerance.regression_rtol) | ~np.isfinite(got)
+    # The same answer, NaN included: scikit-learn's NaN (a radius model with no neighbour) is met
+    # by NaN. Any other non-finite value on either side is a mismatch.
+    same = (got == expected) | (np.isnan(got) & np.isnan(expected))
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.where(same, 0.0, np.abs(got - expected))
+        # Relative to each value, floored at the mean magnitude so values near zero do not explode.
+        magnitudes = np.abs(expected[np.isfinite(expected)])
+        floor = max(float(np.mean(magnitudes)) if magnitudes.size else 1.0, 1e-12)
+        rel = diff / np.fmax(np.abs(expected), floor)
+    broken = ~same & ~(np.isfinite(got) & np.isfinite(expected))
+    diff, rel = np.where(broken, np.inf, diff), np.where(broken, np.inf, rel)
+    bad = (rel > tolerance.regression_rtol) | broken
     mismatches = int(bad.any(axis=1).sum()) if bad.size else 0
     max_rel = float(np.nanmax(rel)) if rel.size else 0.0
     return ParityReport(

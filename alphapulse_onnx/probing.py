@@ -41,6 +41,7 @@ class Probe:
     X: np.ndarray  # (rows, 0) for per-column probes
     kind: str  # "thresholds", "statistics", "sample"; documented in docs/explanation/parity.md
     columns: dict[str, np.ndarray] | None = None  # raw cells by column (per-column models)
+    note: str | None = None  # why these rows and not the ones asked for (a --sample that misses)
 
     @property
     def rows(self) -> int:
@@ -94,7 +95,14 @@ def tree_thresholds(estimator: Any, n_features: int) -> list[np.ndarray] | None:
                 found = True
     if not found:
         return None
-    return [np.unique(np.concatenate(t)) if t else np.empty(0) for t in per_feature]
+    # A split that only separates missing values from the rest has an infinite threshold
+    # (scikit-learn >= 1.3): no number lies beside it.
+    return [_finite(np.unique(np.concatenate(t))) if t else np.empty(0) for t in per_feature]
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    kept: np.ndarray = values[np.isfinite(values)]
+    return kept
 
 
 def _feature_subsets(estimator: Any, n_features: int) -> list[np.ndarray] | None:
@@ -127,8 +135,9 @@ def _booster_thresholds(estimator: Any, n_features: int) -> list[np.ndarray] | N
             ]
             while stack:
                 node = stack.pop()
-                if "split_feature" in node and isinstance(node.get("threshold"), (int, float)):
-                    per_feature[int(node["split_feature"])].append(float(node["threshold"]))
+                if "split_feature" in node:  # a categorical split ("0||2") has no threshold
+                    if isinstance(node.get("threshold"), (int, float)):
+                        per_feature[int(node["split_feature"])].append(float(node["threshold"]))
                     stack += [node["left_child"], node["right_child"]]
         elif module == "xgboost":
             booster = estimator.get_booster()

@@ -7,6 +7,11 @@ model's ``FeedBuilder``), can merge and split prepared rows (``concat``/``take``
 Outlier detectors and clusterers also answer the scores behind their labels (``scores``): the
 decision function, the distance to each k-means centre, or a Gaussian mixture's probabilities;
 the artifact's second output, or the same scikit-learn method.
+
+An artifact whose arithmetic overflows on a row (a float32 network fed values near the top of
+float32 range) gives NaN or infinite probabilities, scores or values and a label that is not
+scikit-learn's: ``OrtEngine`` refuses such a row (``InvalidInputError`` naming it), or flags it
+(``run_screened``), and never returns it as an answer.
 """
 
 from __future__ import annotations
@@ -89,24 +94,74 @@ class OrtEngine:
         except Exception as exc:  # onnxruntime's own exception types: state it in apo's terms
             raise ort_failure(exc, self.builder.model) from None
 
+    def _computed(self, prepared: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The artifact's first output, and its second (probabilities or scores) when it has
+        one: a label is only as sound as the numbers it was taken from."""
+        if len(self._both_out) == 1:
+            return self._run(self._pred_out, prepared)[0], None
+        first, second = self._run(self._both_out, prepared)
+        return first, second
+
+    def _overflowed(self, first: np.ndarray, second: np.ndarray | None) -> np.ndarray:
+        """Rows whose numbers are NaN or infinite: the artifact could not compute them."""
+        checked = second if second is not None else (None if self._label_dtype else first)
+        if checked is None:
+            return np.zeros(len(first), dtype=bool)
+        values = np.asarray(checked)
+        if values.dtype.kind not in "fc":
+            return np.zeros(len(values), dtype=bool)
+        values = values.reshape(len(values), -1)
+        finite: np.ndarray = np.isfinite(values).all(axis=1)
+        return ~finite
+
+    def _refuse_overflow(self, bad: np.ndarray) -> None:
+        if bad.any():
+            raise overflow_error(int(np.argmax(bad)), self.builder.model)
+
     def predict(self, prepared: dict[str, np.ndarray]) -> np.ndarray:
-        return self._predictions(self._run(self._pred_out, prepared)[0])
+        first, second = self._computed(prepared)
+        self._refuse_overflow(self._overflowed(first, second))
+        return self._predictions(first)
 
     def predict_proba(self, prepared: dict[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(self._run(self._proba_out, prepared)[0], dtype=np.float64)
+        first, second = self._computed(prepared)
+        self._refuse_overflow(self._overflowed(first, second))
+        return np.asarray(second, dtype=np.float64)
 
     def scores(self, prepared: dict[str, np.ndarray]) -> np.ndarray:
-        return self._scores(self._run(self._proba_out, prepared)[0])
+        first, second = self._computed(prepared)
+        self._refuse_overflow(self._overflowed(first, second))
+        assert second is not None  # scored tasks have a second output
+        return self._scores(second)
+
+    def run_screened(self, prepared: dict[str, np.ndarray], *,
+                     proba: bool) -> tuple[Outputs, np.ndarray]:  # fmt: skip
+        first, second = self._computed(prepared)
+        outputs = Outputs(
+            self._predictions(first),
+            np.asarray(second, dtype=np.float64) if proba and second is not None else None,
+            self._scores(second) if self._scored and second is not None else None,
+        )
+        return outputs, self._overflowed(first, second)
 
     def run(self, prepared: dict[str, np.ndarray], *, proba: bool) -> Outputs:
-        if not proba and not self._scored:
-            return Outputs(self.predict(prepared), None)
-        labels, second = self._run(self._both_out, prepared)
-        return Outputs(
-            self._predictions(labels),
-            np.asarray(second, dtype=np.float64) if proba else None,
-            self._scores(second) if self._scored else None,
-        )
+        outputs, bad = self.run_screened(prepared, proba=proba)
+        self._refuse_overflow(bad)
+        return outputs
+
+
+def overflow_error(row: int, model: str) -> InvalidInputError:
+    """A row the artifact's arithmetic overflows on (NaN or infinite results)."""
+    detail = (
+        "the artifact's arithmetic overflows on this row (its answer came out NaN or "
+        "infinite), so it is not scikit-learn's"
+    )
+    return InvalidInputError(
+        f"model {model!r}: row {row}: {detail}",
+        row=row,
+        detail=detail,
+        hint="check the row's magnitudes; values near the top of float32 range overflow",
+    )
 
 
 def ort_failure(exc: Exception, model: str) -> ApoError:
@@ -155,10 +210,13 @@ class SklearnEngine:
 
     def _call(self, method: str, prepared: Any) -> np.ndarray:
         try:
-            return np.asarray(getattr(self.estimator, method)(prepared))
+            # An overflow inside scikit-learn's arithmetic (exp of a huge value) is its answer;
+            # numpy's RuntimeWarning about it must not reach the terminal raw. (errstate is
+            # per thread, so it is safe in BatchPredictor's executor.)
+            with np.errstate(all="ignore"):
+                return np.asarray(getattr(self.estimator, method)(prepared))
         except ValueError as exc:  # scikit-learn's own input checks
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise InvalidInputError(f"scikit-learn refused the rows: {first}") from None
+            raise InvalidInputError(f"scikit-learn refused the rows: {first_line(exc)}") from None
 
     def predict(self, prepared: Any) -> np.ndarray:
         return self._call("predict", prepared)
@@ -176,6 +234,11 @@ class SklearnEngine:
             self.predict_proba(prepared) if proba else None,
             self.scores(prepared) if self._score_method is not None else None,
         )
+
+    def run_screened(self, prepared: Any, *, proba: bool) -> tuple[Outputs, np.ndarray]:
+        """scikit-learn's answers are scikit-learn's: no row is flagged."""
+        outputs = self.run(prepared, proba=proba)
+        return outputs, np.zeros(self.rows(prepared), dtype=bool)
 
 
 class Engine(Protocol):
@@ -197,3 +260,4 @@ class Engine(Protocol):
     def predict_proba(self, prepared: Any) -> np.ndarray: ...
     def scores(self, prepared: Any) -> np.ndarray: ...
     def run(self, prepared: Any, *, proba: bool) -> Outputs: ...
+    def run_screened(self, prepared: Any, *, proba: bool) -> tuple[Outputs, np.ndarray]: ...

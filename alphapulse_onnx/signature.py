@@ -116,6 +116,9 @@ def _chain(step: Any) -> tuple[Any, ...]:
 
 def _front(model: Any) -> tuple[Any, tuple[Any, ...]]:
     """The first step that sees the raw columns, and the pipeline steps after it."""
+    calibrated = getattr(model, "calibrated_classifiers_", None)
+    if calibrated and getattr(calibrated[0].estimator, "steps", None):
+        model = calibrated[0].estimator  # CalibratedClassifierCV(pipeline): one fitted copy
     if not getattr(model, "steps", None):
         return model, ()
     chain = _predict_steps(model)
@@ -169,6 +172,16 @@ def _resolve_columns(columns: Any, names: tuple[str, ...], position: dict[str, i
 def _has_column_transformer(model: Any) -> bool:
     head, _ = _front(model)
     return getattr(head, "transformers_", None) is not None
+
+
+def has_column_transformer(model: Any, depth: int = 0) -> bool:
+    """Whether a fitted ColumnTransformer sits anywhere in ``model`` (pipelines, nested ones):
+    then columns may be treated differently, each by the steps it is routed to."""
+    if getattr(model, "transformers_", None) is not None:
+        return True
+    if depth > 8:
+        return False
+    return any(has_column_transformer(step, depth + 1) for step in _predict_steps(model))
 
 
 def column_dtype(routes: list[Route]) -> DType:
@@ -309,6 +322,12 @@ def infer(model: Any, *, dtype: DType = "float32") -> InputSignature:
                     )
                     for name in feature_names
                 )
+    if not per_column:  # LightGBM fitted on pandas category columns: those columns as text/int64
+        from alphapulse_onnx.converters.boosters import category_inputs
+
+        by_column = category_inputs(model, dtype)
+        if by_column is not None:
+            inputs, per_column = by_column, True
     return InputSignature(
         inputs=inputs,
         n_features=int(n_features),

@@ -23,17 +23,19 @@ from typing import Any
 
 import numpy as np
 
+from alphapulse_onnx import input_contract, runtime
 from alphapulse_onnx import manifest as manifest_io
-from alphapulse_onnx import runtime
 from alphapulse_onnx.errors import (
     ApoError,
     InputError,
     ModelLoadError,
     ProviderError,
+    TamperError,
     UnknownModelError,
     first_line,
 )
-from alphapulse_onnx.feeds import FeedBuilder
+from alphapulse_onnx.feeds import FeedBuilder, Screening
+from alphapulse_onnx.input_contract import InputContract
 from alphapulse_onnx.loading import DEFAULT_POLICY, TrustPolicy
 from alphapulse_onnx.manifest import Manifest, ManifestEntry
 from alphapulse_onnx.serving import Engine, EngineName, OrtEngine, Outputs, SklearnEngine
@@ -183,6 +185,16 @@ class Model:
         """``X`` as the source estimator takes it (a DataFrame when it was fit on one)."""
         return self.load().builder.frame(X)
 
+    def screen(self, X: Any) -> Screening:
+        """Which rows of ``X`` this model cannot take (cells that are not numbers, values its
+        input contract refuses), without raising for them; ``prepare`` raises for the first."""
+        return (self._engine or self.load()).builder.screen(X)
+
+    @property
+    def input_contract(self) -> InputContract | None:
+        """What it takes besides ordinary numbers (NaN, infinities, magnitudes), as served."""
+        return self.load().builder.contract
+
     def run_prepared(self, prepared: Any, *, proba: bool) -> Outputs:
         """Labels or values, probabilities when asked, and the scores of scored tasks."""
         engine = self._engine or self.load()
@@ -193,6 +205,16 @@ class Model:
             return Outputs(self._empty(proba=False), self._empty(proba=True) if proba else None,
                            scores)  # fmt: skip
         return engine.run(prepared, proba=proba)
+
+    def run_screened(self, prepared: Any, *, proba: bool) -> tuple[Outputs, np.ndarray]:
+        """``run_prepared``, but rows whose answer the artifact cannot compute (its arithmetic
+        overflows) are flagged, one bool per row, instead of raising for the first."""
+        engine = self._engine or self.load()
+        if proba:
+            self.require_proba()
+        if engine.rows(prepared) == 0:
+            return self.run_prepared(prepared, proba=proba), np.zeros(0, dtype=bool)
+        return engine.run_screened(prepared, proba=proba)
 
     def require_proba(self) -> None:
         """Raise ``InputError`` unless this model gives class probabilities."""
@@ -256,7 +278,11 @@ class Model:
         entry = self.entry
         reason, data = self._onnx_blocker()
         if data is not None:
-            builder = FeedBuilder(entry.inputs, entry.feature_names, model=self.name)
+            contract = entry.input_contract or input_contract.legacy(
+                entry.artifact.precision if entry.artifact else None
+            )
+            builder = FeedBuilder(entry.inputs, entry.feature_names, model=self.name,
+                                  contract=contract)  # fmt: skip
             try:
                 session = self._store.session_for(self.name, data, entry)
             except Exception as exc:
@@ -296,6 +322,25 @@ class Model:
                 path=source,
                 hint="restore the file or rerun `apo convert`",
             )
+        # Only the model that was converted is served: a replaced source is not.
+        if not entry.source.sha256:
+            raise TamperError(
+                f"model {self.name!r} cannot be served: {reason}, and the manifest records no "
+                "sha256 for its source model to check it against",
+                path=source,
+                hint="rerun `apo convert`",
+            )
+        checked = manifest_io.verify(replace(entry, artifact=None), self._store.manifest_dir,
+                                     self._store.root)  # fmt: skip
+        if not checked.intact:
+            # Only the file that was converted and checked is served, never a replacement.
+            raise TamperError(
+                f"model {self.name!r} cannot be served: {reason}, and its source model "
+                f"{entry.source.path} is not the one converted (it, or a file saved with it, "
+                "differs from the sha256 in the manifest)",
+                path=self._store.manifest_path,
+                hint="restore the converted file, or rerun `apo convert`",
+            )
         loaded = loading.load(source, loading.selecting(self._store.policy, entry.source.selected))
         estimator = loaded.estimator
         inputs, names = entry.inputs, entry.feature_names
@@ -314,9 +359,25 @@ class Model:
 
             self._task = task_of(estimator)
         inputs = tuple(replace(s, dtype="float64") if s.dtype == "float32" else s for s in inputs)
-        builder = FeedBuilder(inputs, names, model=self.name)
+        # scikit-learn's own contract, not the one recorded for the artifact: that one also
+        # refuses what a float32 artifact cannot hold, which scikit-learn answers.
+        contract = _contract_of(estimator)
+        builder = FeedBuilder(inputs, names, model=self.name, contract=contract)
         logger.warning("model %r: serving with scikit-learn because %s", self.name, reason)
         return SklearnEngine(estimator, builder, reason, self._task)
+
+
+def _contract_of(estimator: Any) -> InputContract:
+    """scikit-learn's own input contract for a model the manifest records none for."""
+    from alphapulse_onnx import column_probes, probing
+    from alphapulse_onnx.signature import infer
+
+    signature = infer(estimator, dtype="float64")
+    if signature.per_column:
+        probe = column_probes.generate_columns(estimator, signature, rows=64)
+    else:
+        probe = probing.generate(estimator, signature.n_features, rows=64)
+    return input_contract.determine(estimator, signature, probe)
 
 
 class Store:
@@ -425,6 +486,8 @@ class Store:
             return entry
         try:
             return self.manifest.entry(name)  # also by source path, e.g. regime/breakout_mlp.pkl
+        except UnknownModelError as exc:  # a name that matches several models
+            raise UnknownModelError(exc.message, path=self.manifest_path, hint=exc.hint) from None
         except KeyError:
             names = ", ".join(list(self._entries)[:10])
             raise UnknownModelError(

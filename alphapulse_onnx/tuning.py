@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -116,14 +117,17 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1e3, 6)
 
 
+Feeds = Callable[[Any], dict[str, np.ndarray]]
+
+
 def _engine(
-    model: bytes, provider: str, settings: SessionSettings, dtype: type
+    model: bytes, provider: str, settings: SessionSettings, feeds: Feeds
 ) -> benchmark.Engine:
     session = runtime.make_session(model, [provider], settings)
 
-    def prepare(X: np.ndarray) -> benchmark.Call:
-        feeds: dict[str, np.ndarray] = {"X": np.ascontiguousarray(X, dtype=dtype)}
-        return lambda: session.run(None, feeds)
+    def prepare(X: Any) -> benchmark.Call:
+        ready = feeds(X)  # every candidate alike: only the session differs
+        return lambda: session.run(None, ready)
 
     return benchmark.Engine(
         name=_label(settings), variant="fp32", provider=provider, prepare=prepare
@@ -138,14 +142,14 @@ def _time_all(
     candidates: Sequence[SessionSettings],
     model: bytes,
     provider: str,
-    batches: Mapping[int, np.ndarray],
-    dtype: type,
+    batches: Mapping[int, Any],
+    feeds: Feeds,
     budget_s: float,
     repeat: int | None,
     baseline: benchmark.Engine | None,
 ) -> tuple[list[Trial], dict[int, float]]:
     """Candidates (and the baseline, when given) timed together per batch size."""
-    engines = [_engine(model, provider, s, dtype) for s in candidates]
+    engines = [_engine(model, provider, s, feeds) for s in candidates]
     if baseline is not None:
         engines.append(baseline)
     trials = []
@@ -207,21 +211,29 @@ def choose(
 
 def tune(
     model: bytes,
-    batches: Mapping[int, np.ndarray],
+    batches: Mapping[int, Any],
     *,
     provider: str = "CPUExecutionProvider",
     dtype: type = np.float32,
+    feeds: Feeds | None = None,
     budget_s: float = 0.2,
     repeat: int | None = None,
     cores: int | None = None,
     baseline: benchmark.Engine | None = None,
 ) -> TuneResult:
-    """Measure the candidate settings on ``batches`` (float64 rows by batch size) and choose.
+    """Measure the candidate settings on ``batches`` (rows by batch size) and choose.
 
-    ``baseline`` (scikit-learn's engine) is timed alongside, so the choice can favour settings
-    that keep apo ahead of it where that is close (see ``choose``)."""
+    ``feeds`` turns a batch into the session's feeds (default: float64 rows as ``X`` of
+    ``dtype``; per-column models pass their own). ``baseline`` (scikit-learn's engine) is timed
+    alongside, so the choice can favour settings that keep apo ahead of it where that is close
+    (see ``choose``)."""
     cores = cores or os.cpu_count() or 1
-    args = (model, provider, batches, dtype, budget_s, repeat, baseline)
+    if feeds is None:
+
+        def feeds(X: Any) -> dict[str, np.ndarray]:
+            return {"X": np.ascontiguousarray(X, dtype=dtype)}
+
+    args = (model, provider, batches, feeds, budget_s, repeat, baseline)
     trials, reference = _time_all(first_stage(cores), *args)
     stage_one, _ = choose(trials, reference)
     second, reference = _time_all(second_stage(stage_one), *args)

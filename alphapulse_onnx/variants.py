@@ -31,10 +31,11 @@ from onnx import TensorProto
 from alphapulse_onnx import parity, probing, runtime
 from alphapulse_onnx._fsutil import atomic_write_bytes, sha256_bytes
 from alphapulse_onnx.errors import first_line
+from alphapulse_onnx.feeds import probe_feeds
 from alphapulse_onnx.manifest import ArtifactInfo
 from alphapulse_onnx.measurements import VariantName, VariantReport, VariantStatus
 from alphapulse_onnx.parity import ParityReport, Tolerance
-from alphapulse_onnx.signature import InputSignature
+from alphapulse_onnx.signature import InputSignature, TensorSpec
 
 ML_DOMAIN = "ai.onnx.ml"
 QUANTIZABLE = ("MatMul", "Gemm")
@@ -269,21 +270,27 @@ class Reference:
     model: Any
     signature: InputSignature
     probe: probing.Probe
-    input_name: str  # the artifact's one float input
+    inputs: tuple[TensorSpec, ...]  # the artifact's (variants keep its inputs and their types)
     tolerance: Tolerance
+
+    @property
+    def rows(self) -> parity.Rows:
+        """The probe rows: a float matrix, or raw cells by column for per-column models."""
+        return self.probe.columns if self.probe.columns is not None else self.probe.X
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        return probe_feeds(self.inputs, self.rows)
 
 
 def check(reference: Reference, onnx_bytes: bytes, provider: str) -> ParityReport:
     """Run the variant on ``provider`` over the probe rows and compare it with scikit-learn, as a
     lossy artifact: its labels may differ where its tolerance allows (see ``parity``)."""
     session = runtime.make_session(onnx_bytes, [provider])
-    X = reference.probe.X
-    feeds = {reference.input_name: np.ascontiguousarray(X, dtype=np.float32)}
-    outputs = runtime.run(session, feeds)
+    outputs = runtime.run(session, reference.feeds())
     return parity.compare(
         reference.model,
         reference.signature,
-        X,
+        reference.rows,
         outputs,
         probe=reference.probe.kind,
         precision="float32",  # variants start from float32 artifacts and keep float32 outputs

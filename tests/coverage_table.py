@@ -25,6 +25,7 @@ RECORDING_TESTS = (
     "tests/test_converters.py",
     "tests/test_boosters.py",
     "tests/test_plugins.py",
+    "tests/test_converter_gaps.py",
 )
 
 

@@ -267,6 +267,7 @@ def test_plot_writes_a_png(out: Path, tmp_path: Path) -> None:
     )
     assert code == 0, stderr
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"plot: {picture}" in stderr  # says where the picture went
 
 
 def test_plot_without_matplotlib_names_the_extra(

@@ -27,17 +27,18 @@ import numpy as np
 from alphapulse_onnx import (
     __version__,
     benchmark,
+    checking,
     engines,
     loading,
     parity,
-    probing,
     runtime,
     tuning,
     variants,
 )
 from alphapulse_onnx import manifest as manifest_io
+from alphapulse_onnx.datafiles.samples import read_sample
 from alphapulse_onnx.engines import APO, BARE, SKLEARN
-from alphapulse_onnx.errors import InputError, ProviderError, failure_line
+from alphapulse_onnx.errors import ApoError, InputError, ProviderError, failure_line
 from alphapulse_onnx.lock import OutputLock
 from alphapulse_onnx.manifest import ArtifactInfo, Manifest, ManifestEntry
 from alphapulse_onnx.measurements import (
@@ -55,7 +56,6 @@ from alphapulse_onnx.runtime import SessionSettings
 from alphapulse_onnx.signature import infer
 
 DEFAULT_BATCH_SIZES = (1, 64, 1024, 16384)
-DEFAULT_PROVIDERS = ("cpu", "cuda")
 DEFAULT_BUDGET_S = 0.5
 PARITY_ROWS = 2048
 
@@ -67,13 +67,14 @@ class BenchOptions:
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
     fp16: bool = False
     int8: bool = False
-    providers: tuple[str, ...] = DEFAULT_PROVIDERS
+    providers: tuple[str, ...] = ()  # none: every provider apo would pick that runs here
     repeat: int | None = None
     budget_s: float = DEFAULT_BUDGET_S
     tune: bool = True
     tolerance: parity.Tolerance | None = None  # None: each entry's own (from apo convert)
     min_speedup: float | None = None
     policy: loading.TrustPolicy = loading.DEFAULT_POLICY
+    sample: Path | None = None  # rows to time (and check parity) on, instead of probe rows
     seed: int = 0
 
     @property
@@ -133,6 +134,25 @@ class Row:
 
 
 @dataclass(frozen=True)
+class Headline:
+    """apo's path against scikit-learn on one provider: speedups at the smallest and the
+    largest batch size timed (scikit-learn p50 / apo p50)."""
+
+    provider: str
+    smallest_batch: int
+    smallest: float | None
+    largest_batch: int
+    largest: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "batch_sizes": [self.smallest_batch, self.largest_batch],
+            "speedups": [self.smallest, self.largest],
+        }
+
+
+@dataclass(frozen=True)
 class ModelBench:
     name: str
     status: Literal["ok", "failed", "skipped"]
@@ -143,6 +163,21 @@ class ModelBench:
     apo_path: ApoPath | None = None
     estimator: str | None = None
     tuned: bool = False  # session settings measured in this run (else the manifest's, or defaults)
+    drawn_from: str | None = None  # the rows timed: "sample" (--sample), or the probes' kind
+    note: str | None = None  # why not the rows asked for (a --sample that misses its columns)
+
+    def headlines(self) -> list[Headline]:
+        """Per provider, apo's fp32 path at the smallest and the largest batch size."""
+        apo: dict[str, dict[int, float | None]] = {}
+        for r in self.rows:
+            t = r.timing
+            if t.engine == APO and t.variant == "fp32" and t.provider is not None:
+                apo.setdefault(t.provider, {})[t.batch_size] = r.speedup
+        out = []
+        for provider, by_size in apo.items():
+            low, high = min(by_size), max(by_size)
+            out.append(Headline(provider, low, by_size[low], high, by_size[high]))
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -153,8 +188,11 @@ class ModelBench:
             "apo_path": self.apo_path,
             "session": self.session.to_json() if self.session is not None else None,
             "tuned": self.tuned,
+            "rows_from": self.drawn_from,
+            "note": self.note,
             "variants": [v.to_json() for v in self.variants],
             "results": [r.record().to_json() for r in self.rows],
+            "summary": [h.to_json() for h in self.headlines()],
         }
 
 
@@ -235,9 +273,12 @@ def _load_average() -> float | None:
 
 
 def provider_statuses(requested: tuple[str, ...]) -> tuple[runtime.ProviderStatus, ...]:
+    """The requested providers, each with whether it runs here; none requested: those apo
+    picks on its own that run here (CUDA where it runs, and CPU)."""
     report = runtime.probe_all()
+    names = [runtime.provider_name(p) for p in requested] or runtime.runnable_providers()
     out = []
-    for name in dict.fromkeys(runtime.provider_name(p) for p in requested):
+    for name in dict.fromkeys(names):
         found = next((p for p in report.providers if p.name == name), None)
         out.append(
             found
@@ -268,6 +309,26 @@ class NotBenchmarked(Exception):
     """A model apo bench cannot time (reported as skipped, not as a failure)."""
 
 
+@dataclass(frozen=True)
+class Sample:
+    """``--sample``, read once: rows for one-input models, or why only per-column ones take it."""
+
+    path: Path
+    rows: tuple[np.ndarray, list[str] | None] | None
+    error: str | None  # a table with text columns (or Parquet): per-column models only
+
+
+def read_bench_sample(path: Path | None) -> Sample | None:
+    if path is None:
+        return None
+    try:
+        return Sample(path, read_sample(path), None)
+    except ApoError as exc:
+        if not checking.readable_table(path):
+            raise
+        return Sample(path, None, str(exc))
+
+
 @dataclass
 class _Context:
     """What one model's bench needs, loaded and checked once."""
@@ -275,20 +336,18 @@ class _Context:
     entry: ManifestEntry  # replaced once tuning has recorded new session settings
     artifact: ArtifactInfo
     onnx_bytes: bytes
-    dtype: type  # the artifact's input type: float64 for float64 artifacts, else float32
+    feeds: engines.Feeds  # a batch to the session's feeds, as a bare caller converts it
     reference: variants.Reference  # scikit-learn, the probe rows and the tolerance
 
 
-def _load(entry: ManifestEntry, manifest: Manifest, options: BenchOptions) -> _Context:
+def _load(
+    entry: ManifestEntry, manifest: Manifest, options: BenchOptions, sample: Sample | None
+) -> _Context:
     path = options.manifest_path
     if entry.artifact is None:
         raise InputError(f"{entry.name}: no artifact in the manifest", path=path)
-    if len(entry.inputs) != 1 or entry.inputs[0].dtype not in ("float32", "float64"):
-        kinds = ", ".join(sorted({spec.dtype for spec in entry.inputs}))
-        raise NotBenchmarked(
-            f"{entry.name}: not benchmarked: apo bench times artifacts with one float input "
-            f"(this one takes {len(entry.inputs)} inputs: {kinds})"
-        )
+    if not entry.inputs:
+        raise NotBenchmarked(f"{entry.name}: not benchmarked: the manifest lists no inputs")
     registry = manifest_io.registry_dir(path, manifest)
     source = registry / entry.source.path
     files = manifest_io.verify(entry, path.parent, registry)
@@ -297,43 +356,56 @@ def _load(entry: ManifestEntry, manifest: Manifest, options: BenchOptions) -> _C
     onnx_bytes = files.artifact_bytes
     loaded = loading.load(source, loading.selecting(options.policy, entry.source.selected))
     signature = infer(loaded.estimator)
-    probe = probing.generate(
-        loaded.estimator, signature.n_features, rows=PARITY_ROWS, seed=options.seed
+    probe = checking.probe_for(
+        loaded.estimator,
+        signature,
+        sample_path=sample.path if sample else None,
+        sample=sample.rows if sample else None,
+        sample_error=sample.error if sample else None,
+        probe_rows=PARITY_ROWS,
     )
     return _Context(
         entry=entry,
         artifact=entry.artifact,
         onnx_bytes=onnx_bytes,
-        dtype=np.float64 if entry.artifact.precision == "float64" else np.float32,
+        feeds=engines.feeds_for(entry.inputs),
         reference=variants.Reference(
             model=loaded.estimator,
             signature=signature,
             probe=probe,
-            input_name=entry.inputs[0].name,
+            inputs=entry.inputs,
             tolerance=options.tolerance or entry.tolerance,
         ),
     )
 
 
-def timing_rows(ctx: _Context, max_rows: int, seed: int) -> np.ndarray:
-    """``max_rows`` rows drawn from the probe (thresholds, statistics): realistic, reproducible."""
+def timing_rows(ctx: _Context, max_rows: int, seed: int) -> Any:
+    """``max_rows`` rows drawn from the probe (thresholds, statistics, or ``--sample``):
+    realistic and reproducible. Float64 rows for a one-input model; a DataFrame, as the model
+    was fitted, for a per-column model."""
     rng = np.random.default_rng(seed)
-    X = ctx.reference.probe.X
-    return np.ascontiguousarray(X[rng.integers(0, X.shape[0], size=max_rows)], dtype=np.float64)
+    probe = ctx.reference.probe
+    picked = rng.integers(0, probe.rows, size=max_rows)
+    if probe.columns is not None:
+        columns = {name: values[picked] for name, values in probe.columns.items()}
+        return parity.sklearn_input(columns, ctx.reference.signature)
+    return np.ascontiguousarray(probe.X[picked], dtype=np.float64)
+
+
+def head(rows: Any, size: int) -> Any:
+    """The first ``size`` rows of an array or a DataFrame."""
+    return rows[:size] if isinstance(rows, np.ndarray) else rows.iloc[:size]
 
 
 def _parity(ctx: _Context, provider: str) -> ParityReport:
     """The artifact itself against scikit-learn on ``provider``, at the artifact's precision."""
     reference = ctx.reference
     session = runtime.make_session(ctx.onnx_bytes, [provider])
-    feeds: dict[str, np.ndarray] = {
-        reference.input_name: np.ascontiguousarray(reference.probe.X, dtype=ctx.dtype)
-    }
-    outputs = runtime.run(session, feeds)
+    outputs = runtime.run(session, reference.feeds())
     return parity.compare(
         reference.model,
         reference.signature,
-        reference.probe.X,
+        reference.rows,
         outputs,
         probe=reference.probe.kind,
         precision=ctx.artifact.precision,
@@ -357,24 +429,16 @@ def _session_engine(
     settings: SessionSettings | None,
 ) -> benchmark.Engine:
     return engines.session_engine(
-        name,
-        variant,
-        provider,
-        onnx_bytes,
-        input_name=ctx.reference.input_name,
-        dtype=ctx.dtype,
-        settings=settings,
+        name, variant, provider, onnx_bytes, feeds=ctx.feeds, settings=settings
     )
 
 
-def _tune(
-    ctx: _Context, batches: dict[int, np.ndarray], options: BenchOptions
-) -> tuning.TuneResult:
+def _tune(ctx: _Context, batches: dict[int, Any], options: BenchOptions) -> tuning.TuneResult:
     return tuning.tune(
         ctx.onnx_bytes,
         batches,
         provider="CPUExecutionProvider",
-        dtype=ctx.dtype,
+        feeds=ctx.feeds,
         budget_s=max(options.budget_s / 2, 0.01),
         repeat=options.repeat,
         baseline=_sklearn_engine(ctx),
@@ -423,7 +487,7 @@ def bench_model(
     rows: list[Row] = []
     for size in options.batch_sizes:
         timings = benchmark.measure(
-            timed, X_all[:size], budget_s=options.budget_s, repeat=options.repeat
+            timed, head(X_all, size), budget_s=options.budget_s, repeat=options.repeat
         )
         base = benchmark.baseline_of(timings, size)
         for t in timings:
@@ -437,6 +501,8 @@ def bench_model(
         session=ctx.entry.session,
         apo_path=apo_path,
         estimator=ctx.entry.source.estimator,
+        drawn_from=ctx.reference.probe.kind,
+        note=ctx.reference.probe.note,
     )
 
 
@@ -490,11 +556,19 @@ def _failure(entry: ManifestEntry, exc: BaseException) -> ModelBench:
 def run(options: BenchOptions) -> Iterator[Step | BenchOutcome]:
     path = options.manifest_path
     if not path.exists():
+        if options.target.is_dir():
+            raise InputError(
+                f"no {manifest_io.MANIFEST_NAME} in this folder, so no store to bench",
+                path=options.target,
+                hint="pass the store `apo convert` wrote (REGISTRY/onnx), or run "
+                "`apo convert REGISTRY` first",
+            )
         raise InputError(
             "no such file or folder",
             path=options.target,
-            hint="pass the folder `apo convert` wrote (default models/onnx)",
+            hint="pass the store `apo convert` wrote (default models/onnx)",
         )
+    sample = read_bench_sample(options.sample)
     statuses = provider_statuses(options.providers)
     running = [p.name for p in statuses if p.runs]
     if not running:
@@ -526,13 +600,13 @@ def run(options: BenchOptions) -> Iterator[Step | BenchOutcome]:
                 continue
             yield Step(entry.name, "load", index, total)
             try:
-                ctx = _load(entry, manifest, options)
+                ctx = _load(entry, manifest, options, sample)
                 settings = entry.session_settings
                 tuned_now = options.tune and "CPUExecutionProvider" in running
                 if tuned_now:
                     yield Step(entry.name, "tune", index, total)
                     rows = timing_rows(ctx, max(options.batch_sizes), options.seed)
-                    batches = {size: rows[:size] for size in options.batch_sizes}
+                    batches = {size: head(rows, size) for size in options.batch_sizes}
                     tuned = _tune(ctx, batches, options)
                     settings = tuned.best
                     session = tuned.session_record(

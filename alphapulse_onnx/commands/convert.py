@@ -24,6 +24,7 @@ from alphapulse_onnx import (
     checking,
     conversion,
     discovery,
+    input_contract,
     loading,
     parallel,
     parity,
@@ -33,6 +34,7 @@ from alphapulse_onnx import (
 )
 from alphapulse_onnx import manifest as manifest_io
 from alphapulse_onnx._fsutil import atomic_write_bytes, sha256_bytes, sha256_file
+from alphapulse_onnx.causes import cause_of
 from alphapulse_onnx.commands.events import (
     EnvironmentReady,
     EnvironmentStarted,
@@ -42,12 +44,15 @@ from alphapulse_onnx.commands.events import (
 from alphapulse_onnx.datafiles.samples import read_sample
 from alphapulse_onnx.discovery import ModelRef
 from alphapulse_onnx.errors import ApoError, InputError, failure_line
+from alphapulse_onnx.input_contract import InputContract
 from alphapulse_onnx.lock import OutputLock
 from alphapulse_onnx.manifest import ArtifactInfo, Manifest, ManifestEntry, SourceInfo
 from alphapulse_onnx.origin import check as origin_check
 from alphapulse_onnx.signature import infer
 
 MANIFEST_WRITE_INTERVAL_S = 2.0
+# What the manifest records of a model's inputs; a new value rebuilds artifacts recorded without.
+INPUT_CONTRACT_VERSION = 1
 # What a conversion worker imports anyway: loaded once into the pool's fork server.
 WORKER_PRELOAD = ("alphapulse_onnx.commands.convert", "skl2onnx", "onnxruntime")
 
@@ -90,6 +95,7 @@ def build_key(options: ConvertOptions, sample_sha: str | None) -> str:
         "plugins": sorted(options.plugins),
         "select": options.policy.select,
         "onnxruntime": runtime.version(),
+        "input_contract": INPUT_CONTRACT_VERSION,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -114,10 +120,16 @@ def _source_info(ref: ModelRef, sha: str, stat: os.stat_result, **extra: Any) ->
 
 
 def _failed(
-    ref: ModelRef, source: SourceInfo, stage: str, message: str, **extra: Any
+    ref: ModelRef,
+    source: SourceInfo,
+    stage: str,
+    message: str,
+    *,
+    exc: BaseException | None = None,
+    **extra: Any,
 ) -> ManifestEntry:
     return ManifestEntry(name=ref.name, status="failed", source=source, stage=stage, error=message,
-                         **extra)  # fmt: skip
+                         cause=cause_of(exc, stage, message), **extra)  # fmt: skip
 
 
 def _reusable(previous: ManifestEntry | None, sha: str, key: str, out_dir: Path,
@@ -159,7 +171,7 @@ def reused(job: _Job, previous: ManifestEntry | None) -> ManifestEntry | None:
         return None
     return replace(previous, source=replace(previous.source, size_bytes=stat.st_size,
                                             mtime_ns=stat.st_mtime_ns),
-                   timings={**previous.timings, "reused": 1.0})  # fmt: skip
+                   timings={**previous.timings, "reused": True})  # fmt: skip
 
 
 def convert_one(job: _Job, previous: ManifestEntry | None = None) -> ManifestEntry:
@@ -183,8 +195,9 @@ def convert_one(job: _Job, previous: ManifestEntry | None = None) -> ManifestEnt
         assert previous is not None
         return replace(previous, source=replace(previous.source, size_bytes=stat.st_size,
                                                 mtime_ns=stat.st_mtime_ns),
-                       timings={**previous.timings, "reused": 1.0})  # fmt: skip
+                       timings={**previous.timings, "reused": True})  # fmt: skip
     stage = "load"
+    contract: InputContract | None = None  # scikit-learn's own, once known
     try:
         loaded = loading.load(ref.path, options.policy)
         source = _source_info(ref, sha, stat, format=loaded.format, estimator=loaded.estimator_type,
@@ -198,12 +211,15 @@ def convert_one(job: _Job, previous: ManifestEntry | None = None) -> ManifestEnt
         probe = checking.probe_for(loaded.estimator, signature, sample_path=options.sample,
                                    sample=job.sample, sample_error=job.sample_error,
                                    probe_rows=options.probe_rows)  # fmt: skip
+        contract = input_contract.determine(loaded.estimator, signature, probe)
         stage = "convert"
-        entry_fields = _compile_and_check(loaded, signature, probe, job, started)
+        entry_fields = _compile_and_check(loaded, signature, probe, job, started, contract)
     except Exception as exc:  # one model's failure (or a library bug) fails this model only
-        return _failed(ref, source, stage, failure_line(ref.rel, exc, stage=stage))
+        return _failed(ref, source, stage, failure_line(ref.rel, exc, stage=stage), exc=exc,
+                       input_contract=contract)  # fmt: skip
     status, fields = entry_fields
-    warnings = tuple(loaded.warnings) + tuple(fields.pop("warnings", ()))
+    notes = (probe.note,) if probe.note else ()
+    warnings = tuple(loaded.warnings) + notes + tuple(fields.pop("warnings", ()))
     if status == "failed":
         stage = fields.pop("stage", "parity")
         return _failed(ref, source, stage, fields.pop("error"), warnings=warnings, **fields)
@@ -232,8 +248,11 @@ def _companions_unchanged(ref: ModelRef, previous: ManifestEntry | None) -> bool
 
 
 def _compile_and_check(loaded: loading.LoadedModel, signature: Any, probe: probing.Probe,
-                       job: _Job, started: float) -> tuple[str, dict[str, Any]]:  # fmt: skip
-    """float32 first; when its parity fails, double precision; keep the first that passes."""
+                       job: _Job, started: float,
+                       contract: InputContract) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """float32 first; when its parity fails, double precision; keep the first that passes.
+    Then the input contract it serves: what it answers as scikit-learn does, proven on probe
+    rows holding missing values, infinities and huge values where scikit-learn takes them."""
     options = job.options
     notes: list[str] = []
     last: tuple[conversion.Artifact, parity.ParityReport] | None = None
@@ -275,6 +294,7 @@ def _compile_and_check(loaded: loading.LoadedModel, signature: Any, probe: probi
         "validation": report,
         "tolerance": options.tolerance,
         "warnings": tuple(notes) if report.passed and artifact.precision == "float64" else (),
+        "input_contract": contract,  # scikit-learn's own: what its fallback serves
     }
     if not report.passed:
         fields["error"] = (
@@ -301,6 +321,12 @@ def _compile_and_check(loaded: loading.LoadedModel, signature: Any, probe: probi
             fields.update(stage="origin", error=f"{job.ref.rel}: {name}: {why}")
             fields["warnings"] = tuple(notes)
             return "failed", fields
+    served, refused = checking.prove_contract(
+        loaded.estimator, signature, artifact, probe, contract, providers=providers,
+        tolerance=options.tolerance,
+    )  # fmt: skip
+    fields["input_contract"] = served
+    fields["warnings"] = (*fields["warnings"], *refused)
     target = job.out_dir / job.ref.artifact_rel
     atomic_write_bytes(target, artifact.onnx_bytes)
     fields["artifact"] = ArtifactInfo(
@@ -341,6 +367,8 @@ class ManifestWriter:
             wanted = set(self._order)
             self._entries = {e.name: e for e in previous.models if e.name in wanted}
         self._registry = os.path.relpath(options.registry_root.resolve(), options.out_dir.resolve())
+        # A single file converted: validate must not take its neighbours for the registry's.
+        self._file = options.registry.name if options.registry.is_file() else None
         self._last_write = 0.0
 
     def add(self, entry: ManifestEntry) -> None:
@@ -360,7 +388,8 @@ class ManifestWriter:
 
     def flush(self) -> Manifest:
         models = tuple(self._entries[n] for n in self._order if n in self._entries)
-        manifest = Manifest(registry=Path(self._registry).as_posix(), models=models)
+        manifest = Manifest(registry=Path(self._registry).as_posix(), models=models,
+                            registry_file=self._file)  # fmt: skip
         manifest_io.write(self._path, manifest)
         self._last_write = time.monotonic()
         return manifest
@@ -395,7 +424,7 @@ def run(options: ConvertOptions) -> Iterator[ConvertEvent]:
             sample_error = str(exc)
         sample_sha = sha256_file(options.sample)
     out_dir = options.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out_dir)
     with OutputLock(out_dir):
         previous = previous_manifest(options)
         by_name = {e.name: e for e in previous.models} if previous else {}
@@ -434,6 +463,28 @@ def _with_origin(jobs: list[_Job], options: origin_check.OriginOptions,
     yield from prepare_environments(planner)
     chosen = {job.ref.name: planner.choice(job.ref.path) for job in todo}
     return [replace(job, origin=chosen.get(job.ref.name)) for job in jobs]
+
+
+def make_output_folder(out_dir: Path) -> None:
+    """``--out``, made if need be: a file in the way, or a folder apo may not write, is the
+    user's to fix (exit 2), not an internal error."""
+    for folder in (out_dir, *out_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise InputError(
+                    f"--out: {folder} is a file, not a folder", path=out_dir,
+                    hint="name a folder for the artifacts (default: REGISTRY/onnx)",
+                )  # fmt: skip
+            break
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out: cannot make the folder: {exc.strerror}", path=out_dir) from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise InputError(
+            "--out: this folder is read-only for you", path=out_dir,
+            hint="name a folder you can write, or fix its permissions",
+        )  # fmt: skip
 
 
 def auto_workers(n_models: int) -> int:

@@ -6,6 +6,10 @@ source model, loaded through the safe loader, on the same probe rows (or ``--sam
 tolerances recorded at convert time. The probe and the parity check are convert's own, so
 validate judges exactly what convert judged. ``run()`` yields the model count, then one
 ``ModelCheck`` per model; one model's failure never stops the others.
+
+The registry is checked as a whole too (unless ``--manifest-only``): a model file with no entry
+(added later, or left out by an interrupted convert) and an artifact with no entry each fail
+validation by name, so a partial registry never passes as "1/1 models valid".
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
-from alphapulse_onnx import checking, conversion, loading, probing, runtime
+from alphapulse_onnx import checking, conversion, discovery, loading, probing, runtime
 from alphapulse_onnx import manifest as manifest_io
 from alphapulse_onnx.commands.events import (
     EnvironmentReady,
@@ -26,7 +30,7 @@ from alphapulse_onnx.commands.events import (
     prepare_environments,
 )
 from alphapulse_onnx.datafiles.samples import read_sample
-from alphapulse_onnx.errors import InputError, failure_line
+from alphapulse_onnx.errors import ApoError, InputError, failure_line
 from alphapulse_onnx.lock import OutputLock
 from alphapulse_onnx.manifest import Manifest, ManifestEntry, OriginRecord
 from alphapulse_onnx.origin import check as origin_check
@@ -35,8 +39,8 @@ from alphapulse_onnx.signature import infer
 
 OK: Final = "ok"
 SKIPPED: Final = "-"  # not checked (an earlier check already failed, or nothing to check)
-ArtifactCell = Literal["ok", "missing", "changed", "-"]
-SourceCell = Literal["ok", "stale", "missing", "-"]
+ArtifactCell = Literal["ok", "missing", "changed", "unlisted", "-"]
+SourceCell = Literal["ok", "stale", "missing", "unlisted", "-"]
 CheckCell = Literal["ok", "failed", "-"]
 
 
@@ -47,6 +51,7 @@ class ValidateOptions:
     policy: loading.TrustPolicy = loading.DEFAULT_POLICY
     probe_rows: int = probing.DEFAULT_ROWS
     origin: origin_check.OriginOptions | None = None  # --origin: the versions that saved it, too
+    manifest_only: bool = False  # only the manifest's entries, not files it does not list
 
 
 @dataclass(frozen=True)
@@ -118,9 +123,43 @@ def run(options: ValidateOptions) -> Iterator[ValidateEvent]:
         yield from prepare_environments(planner)
     with OutputLock(path.parent, shared=True):  # not while `apo convert` rewrites the folder
         path, manifest = open_manifest(options.target)  # the state under the lock
-        yield Started(len(manifest.models))
+        unlisted = [] if options.manifest_only else unlisted_files(path, manifest)
+        yield Started(len(manifest.models) + len(unlisted))
         for entry in manifest.models:
             yield check_entry(entry, path.parent, registry, options, sample, runnable, planner)
+        yield from unlisted
+
+
+def unlisted_files(path: Path, manifest: Manifest) -> list[ModelCheck]:
+    """Model files of the registry and artifacts of the manifest's folder with no entry."""
+    out_dir = path.parent.resolve()
+    registry = manifest_io.registry_dir(path, manifest)
+    listed_sources = {e.source.path for e in manifest.models}
+    listed_artifacts = {e.artifact.path for e in manifest.models if e.artifact is not None}
+    for entry in manifest.models:  # apo bench's variants are the manifest's too
+        if entry.bench is not None:
+            listed_artifacts |= {v.artifact for v in entry.bench.variants.values() if v.artifact}
+    checks: list[ModelCheck] = []
+    if manifest.registry_file is None and registry.is_dir():
+        try:
+            refs = discovery.discover(registry, out_dir)
+        except ApoError:
+            refs = []
+        for ref in refs:
+            if ref.rel not in listed_sources:
+                reason = ("a model file with no manifest entry (added after convert, or left "
+                          "out by an interrupted one); rerun `apo convert`")  # fmt: skip
+                checks.append(ModelCheck(ref.rel, SKIPPED, "unlisted", SKIPPED, SKIPPED,
+                                         reasons=(reason,)))  # fmt: skip
+    for artifact in sorted(out_dir.rglob("*.onnx")):
+        rel = artifact.relative_to(out_dir)
+        if any(part.startswith(".") for part in rel.parts) or rel.as_posix() in listed_artifacts:
+            continue
+        reason = ("an artifact with no manifest entry (left by an interrupted convert, or put "
+                  "there by hand); rerun `apo convert`, or remove it")  # fmt: skip
+        checks.append(ModelCheck(rel.as_posix(), "unlisted", SKIPPED, SKIPPED, SKIPPED,
+                                 reasons=(reason,)))  # fmt: skip
+    return checks
 
 
 def _onnx_check(data: bytes) -> str | None:
@@ -165,15 +204,17 @@ def check_entry(entry: ManifestEntry, out_dir: Path, registry: Path, options: Va
     if data is not None and not reasons:  # parity only means something on intact files
         choice = planner.choice(source_path) if planner is not None else None
         try:
-            report, providers, notes, record = _parity(entry, data, source_path, options, sample,
-                                                       runnable, choice)  # fmt: skip
+            report, providers, notes, record, contract = _parity(
+                entry, data, source_path, options, sample, runnable, choice
+            )  # fmt: skip
         except Exception as exc:  # one model's failure (or a library bug) fails this model only
             parity_state = "failed"
             reasons.append(failure_line(None, exc, stage="the parity check"))
         else:
-            parity_state = OK if report.passed else "failed"
+            parity_state = OK if report.passed and not contract else "failed"
             if not report.passed:
                 reasons.append(f"parity failed: {report.reason}")
+            reasons.extend(f"input contract: {problem}" for problem in contract)
     if record is not None and options.origin is not None:
         why = origin_check.failure(record, required=options.origin.required)
         if why is not None:
@@ -185,15 +226,20 @@ def check_entry(entry: ManifestEntry, out_dir: Path, registry: Path, options: Va
                       warnings=notes, origin=record)  # fmt: skip
 
 
-# The parity report, the providers it ran on, the loader's notes, and the origin record.
-_Checked = tuple[ParityReport, tuple[str, ...], tuple[str, ...], OriginRecord | None]
+# The parity report, the providers it ran on, the loader's notes, the origin record, and what
+# no longer holds of the recorded input contract.
+_Checked = tuple[
+    ParityReport, tuple[str, ...], tuple[str, ...], OriginRecord | None, tuple[str, ...]
+]
 
 
 def _parity(entry: ManifestEntry, data: bytes, source_path: Path, options: ValidateOptions,
             sample: tuple[np.ndarray, list[str] | None] | None, runnable: tuple[str, ...],
             origin: origin_check.Choice | None) -> _Checked:  # fmt: skip
     """Convert's own probe and parity check, on the recorded artifact and tolerances; then,
-    given an ``origin`` and when parity passed, the origin check on the same rows."""
+    when parity passed, the recorded input contract proven again (scikit-learn still takes what
+    it accepts, and the artifact answers rows holding such values as scikit-learn does) and,
+    given an ``origin``, the origin check on the same rows."""
     assert entry.artifact is not None
     policy = loading.selecting(options.policy, entry.source.selected)
     loaded = loading.load(source_path, policy)
@@ -201,7 +247,8 @@ def _parity(entry: ManifestEntry, data: bytes, source_path: Path, options: Valid
     wanted = tuple(p for p in entry.providers if p in runnable) or ("CPUExecutionProvider",)
     probe = checking.probe_for(loaded.estimator, signature, sample_path=options.sample,
                                sample=sample, sample_error=None,
-                               probe_rows=options.probe_rows)  # fmt: skip
+                               probe_rows=options.probe_rows,
+                               positional_strict=True)  # fmt: skip
     artifact = conversion.Artifact(
         onnx_bytes=data,
         inputs=entry.inputs,
@@ -213,6 +260,12 @@ def _parity(entry: ManifestEntry, data: bytes, source_path: Path, options: Valid
     report, providers = checking.check_artifact(
         loaded.estimator, signature, artifact, probe, providers=wanted, tolerance=entry.tolerance
     )
+    contract: tuple[str, ...] = ()
+    if report.passed and entry.input_contract is not None:
+        contract = checking.recheck_contract(
+            loaded.estimator, signature, artifact, probe, entry.input_contract,
+            providers=providers, tolerance=entry.tolerance,
+        )  # fmt: skip
     record = None
     if origin is not None and report.passed:
         record = origin_check.check(
@@ -220,4 +273,5 @@ def _parity(entry: ManifestEntry, data: bytes, source_path: Path, options: Valid
             probe=probe, onnx_bytes=data, inputs=entry.inputs, precision=artifact.precision,
             tolerance=entry.tolerance, policy=policy,
         )  # fmt: skip
-    return report, providers, loaded.warnings, record
+    notes = (*loaded.warnings, *((probe.note,) if probe.note else ()))
+    return report, providers, notes, record, contract

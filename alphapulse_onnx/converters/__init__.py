@@ -8,6 +8,9 @@
 - ``boosters``: LightGBM and XGBoost through onnxmltools, when the ``boost`` extra is installed.
 - ``legacy``: apo's subclasses that keep behaviour scikit-learn removed (one-vs-rest logistic
   regression, SAMME.R AdaBoost), under their parents' converters.
+- ``neighbors``: k-neighbour models with distance weights and radius models, which skl2onnx
+  answers wrongly; ``iterative_imputer``: ``IterativeImputer`` with linear estimators;
+  ``calibrated``: ``CalibratedClassifierCV`` around a pipeline that reads DataFrame columns.
 - ``encoders``: category_encoders' one-hot, ordinal, target, binary and base-N encoders, and
   ``imblearn_pipeline``: imbalanced-learn pipelines without their samplers, when the ``encoders``
   extra is installed.
@@ -31,11 +34,14 @@ def register_all() -> None:
             return
         from alphapulse_onnx.converters import (
             boosters,
+            calibrated,
             encoders,
             function_transformer,
             imblearn_pipeline,
             imputer,
+            iterative_imputer,
             legacy,
+            neighbors,
         )
 
         imputer.register()
@@ -44,4 +50,7 @@ def register_all() -> None:
         encoders.register()
         imblearn_pipeline.register()
         legacy.register()
+        neighbors.register()
+        iterative_imputer.register()
+        calibrated.register()
         _done = True

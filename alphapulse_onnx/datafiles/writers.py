@@ -3,6 +3,10 @@
 ``open_writer`` writes ``.csv`` (also to stdout), ``.jsonl``, ``.npy`` (a structured array, one
 field per column) and ``.parquet`` (needs pyarrow). A file appears only once every chunk is in
 (``_fsutil.atomic_file``); on error the old file, if any, is left as it was.
+
+``write(columns, empty)`` takes, per column, the rows to leave empty (``apo predict --invalid-rows
+null``): an empty CSV cell, a JSON ``null``, a Parquet null; a ``.npy`` array has no empty value,
+so it refuses them.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -18,15 +22,32 @@ import numpy as np
 
 from alphapulse_onnx._fsutil import atomic_file
 from alphapulse_onnx.datafiles._formats import STDIO, require_pyarrow, suffix
-from alphapulse_onnx.errors import DataFileError
+from alphapulse_onnx.errors import DataFileError, first_line
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl", ".npy", ".parquet")
 
 
+Empty = Mapping[str, np.ndarray]  # column -> which rows to leave empty
+NO_EMPTY: Empty = {}
+
+
 class TableWriter(Protocol):
-    def write(self, columns: dict[str, np.ndarray]) -> None: ...
+    def write(self, columns: dict[str, np.ndarray], empty: Empty = NO_EMPTY) -> None: ...
 
     def close(self) -> None: ...
+
+
+def _with_empty(columns: dict[str, np.ndarray], empty: Empty) -> dict[str, np.ndarray]:
+    """Columns with ``None`` in the rows left empty (object arrays only where needed)."""
+    if not empty:
+        return columns
+    out = dict(columns)
+    for name, rows in empty.items():
+        if name in out and rows.any():
+            values = np.asarray(out[name]).astype(object)
+            values[rows] = None
+            out[name] = values
+    return out
 
 
 class CsvWriter:
@@ -37,10 +58,10 @@ class CsvWriter:
         self._names = list(names)
         self._header = True
 
-    def write(self, columns: dict[str, np.ndarray]) -> None:
+    def write(self, columns: dict[str, np.ndarray], empty: Empty = NO_EMPTY) -> None:
         import pandas as pd
 
-        pd.DataFrame(columns, copy=False).to_csv(
+        pd.DataFrame(_with_empty(columns, empty), copy=False).to_csv(
             self._handle, header=self._header, index=False, lineterminator="\n"
         )
         self._header = False
@@ -57,9 +78,10 @@ class JsonlWriter:
     def __init__(self, handle: IO[str]) -> None:
         self._handle = handle
 
-    def write(self, columns: dict[str, np.ndarray]) -> None:
+    def write(self, columns: dict[str, np.ndarray], empty: Empty = NO_EMPTY) -> None:
+        columns = _with_empty(columns, empty)
         keys = list(columns)
-        values = [np.asarray(c).tolist() for c in columns.values()]
+        values = [_plain(np.asarray(c).tolist()) for c in columns.values()]
         write = self._handle.write
         for row in zip(*values, strict=True):
             write(json.dumps(dict(zip(keys, row, strict=True))) + "\n")
@@ -89,7 +111,12 @@ class NpyWriter:
         body = text.ljust(room - 1) + "\n"
         return prefix + len(body).to_bytes(2, "little") + body.encode("latin1")
 
-    def write(self, columns: dict[str, np.ndarray]) -> None:
+    def write(self, columns: dict[str, np.ndarray], empty: Empty = NO_EMPTY) -> None:
+        if any(rows.any() for rows in empty.values()):
+            raise DataFileError(
+                ".npy has no empty value for rows left unanswered",
+                hint="write .csv, .jsonl or .parquet with --invalid-rows null",
+            )
         n = len(next(iter(columns.values())))
         out = np.empty(n, dtype=self._dtype)
         for name, values in columns.items():
@@ -112,11 +139,26 @@ class ParquetWriter:
         self._schema = schema
         self._writer: Any = None
 
-    def write(self, columns: dict[str, np.ndarray]) -> None:
+    def write(self, columns: dict[str, np.ndarray], empty: Empty = NO_EMPTY) -> None:
         pa = self._pa
-        table = pa.table({k: pa.array(np.asarray(v)) for k, v in columns.items()})
+        arrays = {}
+        for name, values in columns.items():
+            rows = empty.get(name)
+            mask = rows if rows is not None and rows.any() else None
+            # pandas' conventions (a NaN or None is null), as the Dask engine's parts are written
+            arrays[name] = pa.array(np.asarray(values), mask=mask, from_pandas=True)
+        table = pa.table(arrays)
         if self._writer is None:
             self._writer = pa.parquet.ParquetWriter(self._path, table.schema)
+        elif table.schema != self._writer.schema:
+            try:  # a column pandas typed otherwise in this chunk (ints, then a gap: floats)
+                table = table.cast(self._writer.schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+                raise DataFileError(
+                    f"a column changes type between chunks ({first_line(exc)})",
+                    path=self._path,
+                    hint="use a larger --chunk-size, or write .csv or .jsonl",
+                ) from None
         self._writer.write_table(table)
 
     def close(self) -> None:
@@ -128,6 +170,11 @@ class ParquetWriter:
             pa.parquet.write_table(pa.table(empty), self._path)
             return
         self._writer.close()
+
+
+def _plain(values: list[object]) -> list[object]:
+    """NaN as JSON null: ``json.dumps`` would write ``NaN``, which is not JSON."""
+    return [None if isinstance(v, float) and v != v else v for v in values]
 
 
 def output_format(target: str | Path | None) -> str:

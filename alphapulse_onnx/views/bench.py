@@ -1,4 +1,5 @@
-"""How ``apo bench`` looks: progress per model, a table (or JSON), the gate's verdict, a plot."""
+"""How ``apo bench`` looks: progress per model, a table per model, a summary of speedups and
+settings (or JSON), the gate's verdict, a plot."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from rich.markup import escape
 from alphapulse_onnx import render
 from alphapulse_onnx._fsutil import atomic_write_bytes
 from alphapulse_onnx.commands.bench import BenchOutcome, ModelBench, Row, Step
+from alphapulse_onnx.engines import SKLEARN
 from alphapulse_onnx.errors import InputError
+from alphapulse_onnx.render import Column
 
 PLOT_HINT = "pip install 'alphapulse-onnx[plot]'"
 
@@ -57,22 +60,24 @@ def _rate(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _speedup(row: Row) -> str:
-    if row.speedup is None:
+def _ratio(value: float | None) -> str:
+    if value is None:
         return "-"
-    text = f"{row.speedup:.3g}x" if row.speedup < 1000 else f"{row.speedup:.0f}x"
-    if row.timing.engine == "sklearn":
+    return f"{value:.3g}x" if value < 1000 else f"{value:.0f}x"
+
+
+def _speedup(row: Row) -> str:
+    text = _ratio(row.speedup)
+    if row.speedup is None or row.timing.engine == SKLEARN:
         return text
     return f"[green]{text}[/]" if row.speedup >= 1 else f"[red]{text}[/]"
 
 
-ENGINE_LABELS = {"sklearn": "sklearn", "onnx": "apo", "ort-bare": "bare ort"}
-
-
 def _engine(row: Row) -> str:
+    """The engine as the docs, ``--json`` and the manifest name it: ``sklearn``, ``onnx`` (apo's
+    path), ``ort-bare``; a variant after it (``onnx fp16``)."""
     t = row.timing
-    label = ENGINE_LABELS.get(t.engine, t.engine)
-    return label if t.variant in ("-", "", "fp32") else f"{label} {t.variant}"
+    return t.engine if t.variant in ("-", "", "fp32") else f"{t.engine} {t.variant}"
 
 
 def _provider(provider: str | None) -> str:
@@ -81,53 +86,121 @@ def _provider(provider: str | None) -> str:
 
 def _parity(row: Row) -> str:
     if row.parity is None:
-        return "ref"
-    return "[green]ok[/]" if row.parity.passed else f"[red]{escape(row.parity_cell)}[/]"
+        return "reference"
+    if row.parity.passed:
+        return "[green]passed[/]"
+    return f"[red]{escape(row.parity_cell)}[/]"
 
 
-def table_rows(models: tuple[ModelBench, ...], *, with_provider: bool) -> list[list[str]]:
+def table_rows(m: ModelBench, *, with_provider: bool) -> list[list[str]]:
     out = []
-    for m in models:
-        for r in m.rows:
-            t = r.timing
-            cells = [escape(m.name), str(t.batch_size), _engine(r)]
-            if with_provider:
-                cells.append(_provider(t.provider))
-            cells += [_ms(t.p50_s), _ms(t.p99_s), _rate(t.rows_per_s), _speedup(r)]
-            cells.append(_parity(r))
-            out.append(cells)
+    for r in m.rows:
+        t = r.timing
+        cells = [str(t.batch_size), _engine(r)]
+        if with_provider:
+            cells.append(_provider(t.provider))
+        cells += [_ms(t.p50_s), _ms(t.p99_s), _rate(t.rows_per_s), _speedup(r), _parity(r)]
+        out.append(cells)
     return out
 
 
-def show(outcome: BenchOutcome, *, as_json: bool) -> None:
+def _columns(with_provider: bool) -> list[Column]:
+    columns = [Column("batch", justify="right"), Column("engine")]
+    if with_provider:
+        columns.append(Column("provider"))
+    columns += [
+        Column("p50 ms", justify="right"),
+        Column("p99 ms", justify="right"),
+        Column("rows/s", justify="right"),
+        Column("speedup", justify="right"),
+        Column("parity", shrink="end"),
+    ]
+    return columns
+
+
+def settings_text(m: ModelBench) -> str:
+    """``2 threads, no spin, opt basic``: the session settings apo's path ran with (tuned in
+    this run, else read from the manifest: "(manifest)")."""
+    if m.session is None:
+        return "onnxruntime defaults"
+    s = m.session.settings
+    threads = s.intra_op_threads
+    parts = [f"{threads} thread{'s' if threads != 1 else ''}" if threads else "auto threads",
+             "spin" if s.allow_spinning else "no spin"]  # fmt: skip
+    if s.execution_mode != "sequential":
+        parts.append(s.execution_mode)
+    if s.graph_optimization != "all":
+        parts.append(f"opt {s.graph_optimization}")
+    return ", ".join(parts) + ("" if m.tuned else " (manifest)")
+
+
+LEGEND = (
+    "sklearn: the source model; onnx: apo's path (Store); ort-bare: a default session",
+    "speedup: sklearn p50 / engine p50, timed together in this run",
+)
+
+
+def _summary(models: list[ModelBench], *, with_provider: bool) -> None:
+    rows = [
+        [
+            escape(m.name),
+            *([_provider(h.provider)] if with_provider else []),
+            _ratio(h.smallest),
+            _ratio(h.largest),
+            escape(settings_text(m)),
+        ]
+        for m in models
+        for h in m.headlines()
+    ]
+    if not rows:
+        return
+    sizes = {(h.smallest_batch, h.largest_batch) for m in models for h in m.headlines()}
+    small, large = sizes.pop() if len(sizes) == 1 else ("smallest", "largest")
+    columns = [Column("model", name=True)]
+    if with_provider:
+        columns.append(Column("provider"))
+    columns += [
+        Column(f"{small} row{'s' if small != 1 else ''}", justify="right"),
+        Column(f"{large} rows", justify="right"),
+        Column("session", shrink="end"),
+    ]
+    render.stdout.print()
+    render.heading("summary: apo's path (onnx) against scikit-learn, speedup at p50")
+    render.print_table(columns, rows)
+
+
+def show(outcome: BenchOutcome, *, as_json: bool, plot: Path | None = None) -> None:
     if as_json:
-        render.print_json(outcome.to_json())
+        payload = outcome.to_json()
+        payload["plot"] = plot.as_posix() if plot is not None else None
+        render.print_json(payload)
     else:
         running = [p.name for p in outcome.providers if p.runs]
         with_provider = len(running) > 1
-        columns = ["model", "batch", "engine"] + (["provider"] if with_provider else [])
-        columns += ["p50 ms", "p99 ms", "rows/s", "speedup", "parity"]
         machine = outcome.machine
         title = f"apo bench on {machine.cpu} ({machine.cores} cores)"
         if not with_provider and running:
             title += f", {_provider(running[0])}"
-        rows = table_rows(outcome.models, with_provider=with_provider)
-        render.stdout.print(render.table(title, columns, rows))
+        render.heading(title)
+        benched = [m for m in outcome.models if m.rows]
+        for m in benched:
+            estimator = (m.estimator or "").rsplit(".", 1)[-1]
+            render.stdout.print()
+            render.heading(f"{m.name} ({estimator})" if estimator else m.name)
+            rows = table_rows(m, with_provider=with_provider)
+            render.print_table(_columns(with_provider), rows)
+        if benched:
+            for line in LEGEND:
+                render.note(line)
+        _summary(benched, with_provider=with_provider)
         for m in outcome.models:
             for v in m.variants:
                 render.info_line(escape(f"{m.name}: {v.name} {v.status}: {v.note}"))
-            if m.session is not None:
-                s = m.session.settings
-                threads = s.intra_op_threads or "auto"
-                origin = "tuned now" if m.tuned else "from the manifest"
-                render.info_line(
-                    f"{escape(m.name)}: session ({origin}): intra-op threads {threads}, "
-                    f"spinning {'on' if s.allow_spinning else 'off'}, {s.execution_mode}, "
-                    f"optimisation {s.graph_optimization}; apo timed through {m.apo_path}"
-                )
     for warning in outcome.warnings:
         render.warning_line(warning)
     for m in outcome.models:
+        if m.note:
+            render.warning_line(f"{m.name}: {m.note}")
         if m.status == "failed":
             render.error_line(m.error or f"{m.name}: failed")
         elif m.status == "skipped":
@@ -137,20 +210,17 @@ def show(outcome: BenchOutcome, *, as_json: bool) -> None:
             render.error_line(failure.line(outcome.min_speedup))
     if not as_json:
         done = sum(m.status == "ok" for m in outcome.models)
-        render.info_line(
-            f"{done}/{len(outcome.models)} models benchmarked; manifest: {outcome.manifest_path}"
-        )
+        line = f"{done}/{len(outcome.models)} models benchmarked; manifest: {outcome.manifest_path}"
+        if plot is not None:
+            line += f"; plot: {plot}"
+        render.info_line(line)
 
 
 def _series(m: ModelBench) -> dict[str, list[Row]]:
     lines: dict[str, list[Row]] = {}
     for r in m.rows:
         t = r.timing
-        if t.provider is None:
-            label = "scikit-learn"
-        else:
-            who = "apo" if t.engine == "onnx" else "bare onnxruntime"
-            label = f"{who} {t.variant} ({_provider(t.provider)})"
+        label = t.engine if t.provider is None else f"{_engine(r)} ({_provider(t.provider)})"
         lines.setdefault(label, []).append(r)
     return lines
 
@@ -171,7 +241,7 @@ def write_plot(outcome: BenchOutcome, path: Path) -> None:
             rows = sorted(rows, key=lambda r: r.timing.batch_size)
             sizes = [r.timing.batch_size for r in rows]
             style: dict[str, Any] = {"marker": "o", "label": label}
-            if label == "scikit-learn":
+            if label == SKLEARN:
                 style.update(color="black", linestyle="--")
             latency.plot(sizes, [r.timing.p50_s * 1e3 for r in rows], **style)
             throughput.plot(sizes, [r.timing.rows_per_s for r in rows], **style)

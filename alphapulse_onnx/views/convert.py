@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.status import Status
 
-from alphapulse_onnx import render
+from alphapulse_onnx import causes, render
 from alphapulse_onnx.commands.convert import ConvertEvent, ConvertOptions
 from alphapulse_onnx.commands.events import EnvironmentReady, EnvironmentStarted, Started
 from alphapulse_onnx.manifest import ManifestEntry, OriginRecord
+from alphapulse_onnx.render import Column
+from alphapulse_onnx.views import cells
 
 
 @dataclass(frozen=True)
@@ -90,33 +93,22 @@ def _entries(events: Iterator[ConvertEvent]) -> Iterator[ManifestEntry]:
             yield event
 
 
-def _parity_cell(entry: ManifestEntry) -> str:
-    report = entry.validation
-    if report is None:
-        return "-"
-    if entry.task == "regression":
-        return f"rel {render.fmt_float(report.max_rel_diff)}"
-    agreement = report.label_agreement
-    label = "-" if agreement is None else f"{agreement * 100:.2f}%"
-    if report.scores is not None:  # outlier detectors and k-means: the scores behind the labels
-        if report.max_rel_diff is not None:
-            return f"labels {label}, score rel {render.fmt_float(report.max_rel_diff)}"
-        return f"labels {label}, score {render.fmt_float(report.max_abs_diff)}"
-    return f"labels {label}, p {render.fmt_float(report.max_abs_diff)}"
+def failure(entry: ManifestEntry) -> causes.Failure:
+    """A failed entry's cause (recorded, or classified from its stage for older manifests) and
+    what it is listed by."""
+    message = entry.error or ""
+    cause = causes.recorded(entry.cause, entry.stage, message)
+    detail = causes.detail_of(cause, message, entry.source.estimator, entry.source.path)
+    return causes.Failure(entry.name, cause, detail)
+
+
+def failure_groups(outcome: ConvertOutcome) -> list[causes.Group]:
+    return causes.group(failure(e) for e in outcome.failed)
 
 
 def origin_cell(record: OriginRecord | None) -> str:
-    """``ok (1.3.2)``, ``failed (1.3.2)`` or ``skipped``: the origin check and the scikit-learn
-    release it ran against, in a cell."""
-    if record is None:
-        return "-"
-    against = record.versions.get("scikit-learn")
-    where = f" ({against})" if against else ""
-    if record.status == "passed":
-        return f"[green]ok[/]{where}"
-    if record.status == "failed":
-        return f"[red]failed[/]{where}"
-    return "[yellow]skipped[/]"
+    """The origin check in a cell (kept here for views that imported it from this module)."""
+    return cells.origin(record)
 
 
 def summary(outcome: ConvertOutcome) -> dict[str, Any]:
@@ -126,12 +118,14 @@ def summary(outcome: ConvertOutcome) -> dict[str, Any]:
         "ok": sum(e.ok for e in outcome.entries),
         "failed": len(outcome.failed),
         "reused": len(outcome.reused),
+        "failures_by_cause": [group.to_json() for group in failure_groups(outcome)],
         "entries": [
             {
                 "name": e.name,
                 "status": e.status,
                 "estimator": e.source.estimator,
                 "error": e.error,
+                "cause": None if e.ok else failure(e).cause,
                 "artifact": e.artifact.path if e.artifact else None,
                 "precision": e.artifact.precision if e.artifact else None,
                 "size_bytes": e.artifact.size_bytes if e.artifact else None,
@@ -145,6 +139,16 @@ def summary(outcome: ConvertOutcome) -> dict[str, Any]:
     }
 
 
+COLUMNS = [
+    Column("model", name=True),
+    Column("estimator", shrink="end"),
+    Column("status"),
+    Column("parity"),
+    Column("precision"),
+    Column("size", justify="right"),
+]
+
+
 def show(outcome: ConvertOutcome, *, as_json: bool) -> None:
     if as_json:
         render.print_json(summary(outcome))
@@ -154,24 +158,36 @@ def show(outcome: ConvertOutcome, *, as_json: bool) -> None:
     for e in outcome.entries:
         status = "[green]ok[/]" if e.ok else "[red]failed[/]"
         if e.ok and e.timings.get("reused"):
-            status = "[green]ok[/] (reused)"
-        estimator = (e.source.estimator or "?").rsplit(".", 1)[-1]
+            status = "[green]reused[/]"  # ok, and unchanged since the last run
+        estimator = (e.source.estimator or "-").rsplit(".", 1)[-1]
+        why = failure(e).cause if not e.ok else None
         rows.append([
-            e.name,
-            estimator,
+            escape(e.name),
+            escape(estimator),
             status,
-            _parity_cell(e) if e.ok else (e.stage or "-"),
-            *([origin_cell(e.origin)] if with_origin else []),
+            cells.parity(e.validation) if why is None else f"[red]{causes.LABELS[why][0]}[/]",
+            *([cells.origin(e.origin)] if with_origin else []),
             e.artifact.precision if e.artifact else "-",
             render.fmt_bytes(e.artifact.size_bytes if e.artifact else None),
         ])  # fmt: skip
-    columns = ["model", "estimator", "status", "parity", "precision", "size"]
+    columns = list(COLUMNS)
     if with_origin:
-        columns.insert(4, "origin")
-    render.stdout.print(render.table(None, columns, rows))
+        columns.insert(4, Column("origin"))
+    if rows:
+        render.print_table(columns, rows)
+        legend = cells.legend(e.validation for e in outcome.entries if e.ok)
+        if legend is not None:
+            render.note(legend)
+    for group in failure_groups(outcome):
+        render.stdout.print(group.line(times=render.times()), highlight=False, markup=False)
     for e in outcome.entries:
         for warning in e.warnings:
             render.warning_line(f"{e.name}: {warning}")
+    sampled = [e.name for e in outcome.entries if e.validation and e.validation.probe == "sample"]
+    probed = [e.name for e in outcome.entries if e.ok and e.name not in sampled]
+    if sampled and probed:  # a --sample for some models of a mixed registry: say which
+        render.info_line(f"--sample checked {len(sampled)} of {len(sampled) + len(probed)} "
+                         f"models: {', '.join(sampled)}")  # fmt: skip
     ok = sum(x.ok for x in outcome.entries)
     line = f"{ok}/{len(outcome.entries)} converted"
     if outcome.reused:

@@ -73,7 +73,19 @@ def run_with_progress(events: Iterator[ChunkDone | PredictResult], *, quiet: boo
     raise RuntimeError("apo predict ended without a result")
 
 
+def rows_notes(model: str, source: str, rows: int, invalid_rows: str, invalid: int,
+               first: str | None) -> None:  # fmt: skip
+    """On stderr, also under --json: rows skipped or left empty, and an input with no rows."""
+    if invalid:
+        did = "skipped" if invalid_rows == "skip" else "answered with empty predictions"
+        render.warning_line(f"{model}: {invalid} rows {did} (first: {first})")
+    if rows == 0 and not invalid:
+        render.info_line(f"{model}: 0 rows in {source}")
+
+
 def show(result: PredictResult, *, as_json: bool) -> None:
+    rows_notes(result.model, result.input, result.rows, result.invalid_rows, result.invalid,
+               result.first_invalid)  # fmt: skip
     if as_json:
         render.print_json(result.to_json())
         return
@@ -104,6 +116,8 @@ def dask_progress(*, quiet: bool) -> Iterator[Callable[[int, int], None] | None]
 
 
 def show_dask(result: ScoreResult, *, as_json: bool) -> None:
+    rows_notes(result.model, result.input, result.rows, result.invalid_rows, result.invalid,
+               result.first_invalid)  # fmt: skip
     if as_json:
         render.print_json(result.to_json())
         return

@@ -7,9 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from alphapulse_onnx import render
 from alphapulse_onnx.commands.validate import ModelCheck, ValidateEvent
-from alphapulse_onnx.views.convert import origin_cell, until_started
+from alphapulse_onnx.render import Column
+from alphapulse_onnx.views import cells
+from alphapulse_onnx.views.convert import until_started
 
 
 @dataclass(frozen=True)
@@ -55,16 +59,7 @@ def _parity_cell(check: ModelCheck) -> str:
     report = check.report
     if report is None:
         return _cell(check.parity)
-    parts = []
-    if report.label_agreement is not None:
-        parts.append(f"labels {report.label_agreement * 100:.2f}%")
-    scores = "score " if report.scores is not None else ""  # outlier detectors, k-means
-    if report.max_rel_diff is not None:
-        parts.append(f"{scores}rel {render.fmt_float(report.max_rel_diff)}")
-    elif report.max_abs_diff is not None:
-        parts.append(f"{scores or 'p '}{render.fmt_float(report.max_abs_diff)}")
-    parts.append(f"{report.rows} rows")
-    return f"{_cell(check.parity)} ({', '.join(parts)})"
+    return f"{_cell(check.parity)} ({cells.parity(report)})"
 
 
 def show(outcome: ValidateOutcome, *, as_json: bool) -> None:
@@ -74,20 +69,31 @@ def show(outcome: ValidateOutcome, *, as_json: bool) -> None:
     with_origin = any(check.origin is not None for check in outcome.checks)
     rows = [
         [
-            check.name,
+            escape(check.name),
             _cell(check.artifact),
             _cell(check.source),
             _cell(check.checker),
             _parity_cell(check),
-            *([origin_cell(check.origin)] if with_origin else []),
+            *([cells.origin(check.origin)] if with_origin else []),
             "[green]pass[/]" if check.passed else "[bold red]FAIL[/]",
         ]
         for check in outcome.checks
     ]
-    columns = ["model", "artifact", "source", "checker", "parity", "result"]
+    columns = [
+        Column("model", name=True),
+        Column("artifact"),
+        Column("source"),
+        Column("checker"),
+        Column("parity"),
+        Column("result"),
+    ]
     if with_origin:
-        columns.insert(5, "origin")
-    render.stdout.print(render.table(None, columns, rows))
+        columns.insert(5, Column("origin"))
+    if rows:
+        render.print_table(columns, rows)
+        legend = cells.legend(check.report for check in outcome.checks)
+        if legend is not None:
+            render.note(legend)
     for check in outcome.checks:
         for warning in check.warnings:
             render.warning_line(f"{check.name}: {warning}")
