@@ -12,7 +12,7 @@ nox.options.sessions = ["tests", "lint", "typecheck", "examples"]
 def tests(session: nox.Session) -> None:
     """The whole test suite (the README's test command, in a fresh environment)."""
     session.install("-e", ".[dev]")
-    session.run("python", "-m", "pytest", *session.posargs)
+    session.run("python", "-m", "pytest", *(session.posargs or ["-n", "auto"]))
 
 
 @nox.session
