@@ -297,6 +297,8 @@ def infer(model: Any, *, dtype: DType = "float32") -> InputSignature:
         )
     names = getattr(model, "feature_names_in_", None)
     feature_names = tuple(str(n) for n in names) if names is not None else None
+    if feature_names is None:
+        _refuse_unnamed_selectors(model)
     task = task_of(model)
     classes: tuple[Any, ...] | None = None
     has_proba = False
@@ -338,6 +340,25 @@ def infer(model: Any, *, dtype: DType = "float32") -> InputSignature:
         per_column=per_column,
         scores=scores_of(model, task),
     )
+
+
+def _refuse_unnamed_selectors(model: Any) -> None:
+    """A ColumnTransformer that picks columns by name but records no names (saved by a release
+    before 1.0 that kept none the loader could read): its inputs cannot be named."""
+    head, _ = _front(model)
+    for _, _, columns in getattr(head, "transformers_", None) or ():
+        items = [columns] if isinstance(columns, (str, slice)) else columns
+        if not isinstance(items, (list, tuple, np.ndarray)):
+            continue
+        named = [c for c in items if isinstance(c, str)
+                 or (isinstance(c, slice) and isinstance(c.start or c.stop, str))]  # fmt: skip
+        if named:
+            raise UnsupportedModelError(
+                f"{type(head).__name__} selects columns by name ({named[0]!r}) but records no "
+                "names of the columns it was fit on (scikit-learn before 1.0 did not always "
+                "keep them), so its inputs cannot be named; re-fit it with scikit-learn 1.0 or "
+                "later (re-saving the fitted object does not add them)"
+            )
 
 
 def _answers_proba(model: Any) -> bool:

@@ -189,17 +189,26 @@ FIXTURES = Path(__file__).parent / "data" / "old_sklearn"
 FIXTURE_RELEASES = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
 
 
+def _fixture_rows(answers: Any, name: str) -> Any:
+    """The rows a fixture model answered: a matrix, or for the DataFrame models the frame."""
+    if not name.startswith("frame_"):
+        return answers["rows"]
+    frame = pd.DataFrame(answers["frame_numbers"], columns=["size", "age", "score"])
+    frame["town"] = answers["frame_towns"].astype(object)
+    return frame
+
+
 @pytest.mark.parametrize("version", FIXTURE_RELEASES)
 def test_files_saved_by_releases_before_1_1_answer_as_they_did(version: str) -> None:
     folder = FIXTURES / version
     answers = np.load(folder / "answers.npz")
-    rows = answers["rows"]
     checked = 0
     for path in sorted(folder.glob("*.pkl")):
         loaded = loading.load(path)
         assert loaded.sklearn_version == version
         if version == "0.20.4":  # its modules all moved since
             assert loaded.upgrades, path.name
+        rows = _fixture_rows(answers, path.stem)
         for key in answers.files:
             name, _, method = key.partition(".")
             if name == path.stem:
@@ -208,3 +217,96 @@ def test_files_saved_by_releases_before_1_1_answer_as_they_did(version: str) -> 
                                            err_msg=f"{version} {path.name} {method}")  # fmt: skip
                 checked += 1
     assert checked >= 15
+
+
+# Width recorded at fit (n_features_in_) since 0.24; column names (feature_names_in_) since 1.0.
+WIDTH_FROM = {  # model -> the upgrade that gives its input width before 0.24
+    "logistic": "LogisticRegression.n_features_in_ set from coef_",
+    "sgd_log": "SGDClassifier.n_features_in_ set from coef_",
+    "knn": "KNeighborsClassifier.n_features_in_ set from _fit_X",
+    "svr": "SVR.n_features_in_ set from shape_fit_",
+    "scaled_mlp": "StandardScaler.n_features_in_ set from mean_",
+    "vote": "GaussianNB.n_features_in_ set from theta_",
+    "frame_named": "ColumnTransformer.n_features_in_ set from _n_features",
+}
+NAMES_NOTE = "ColumnTransformer.feature_names_in_ set from the columns it was fit on"
+PASSTHROUGH_NOTE = (
+    "ColumnTransformer passthrough columns as an identity FunctionTransformer "
+    "(the layout since 1.4)"
+)
+
+
+@pytest.mark.parametrize("version", FIXTURE_RELEASES)
+def test_files_saved_by_releases_before_1_1_convert_and_answer_as_they_did(
+    version: str, tmp_path: Path
+) -> None:
+    """Every fixture converts with ``apo convert``, its artifact answers as the release that saved
+    it did, and the upgrades that made it convertible are recorded: the input width read from
+    fitted state before 0.24, a DataFrame ColumnTransformer's column names before 1.0."""
+    from alphapulse_onnx import Store
+
+    folder = FIXTURES / version
+    registry = tmp_path / "models"
+    registry.mkdir()
+    for path in folder.glob("*.pkl"):
+        (registry / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, normalize_args([
+        "convert", str(registry), "--out", str(out), "--json", "-j", "1"]))  # fmt: skip
+    entries = {e["name"]: e for e in json.loads(result.stdout)["entries"]}
+    assert {name: e["error"] for name, e in entries.items() if e["status"] != "ok"} == {}
+    assert result.exit_code == 0
+    answers = np.load(folder / "answers.npz")
+    store = Store.open(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    upgrades = {m["name"]: m["source"].get("upgrades", []) for m in manifest["models"]}
+    inputs = {m["name"]: [(i["column"], i["dtype"]) for i in m["inputs"]]
+              for m in manifest["models"] if m["name"].startswith("frame_")}  # fmt: skip
+    for name in entries:
+        rows = _fixture_rows(answers, name)
+        got = np.asarray(store.predict(name, rows), dtype=float)  # labels, or float32 values
+        np.testing.assert_allclose(got, answers[f"{name}.predict"], rtol=1e-4, atol=1e-4,
+                                   err_msg=f"{version} {name}")  # fmt: skip
+        if f"{name}.predict_proba" in answers.files:
+            np.testing.assert_allclose(store.predict_proba(name, rows),
+                                       answers[f"{name}.predict_proba"], atol=1e-4,
+                                       err_msg=f"{version} {name}")  # fmt: skip
+        if name in WIDTH_FROM:
+            assert (WIDTH_FROM[name] in upgrades[name]) == (version < "0.24"), (name, upgrades)
+    for name in ("frame_named", "frame_passthrough"):
+        assert (NAMES_NOTE in upgrades[name]) == (version < "1.0"), (name, upgrades[name])
+        assert inputs[name] == [("size", "float32"), ("age", "float32"), ("score", "float32"),
+                                ("town", "string")]  # fmt: skip
+    assert PASSTHROUGH_NOTE in upgrades["frame_passthrough"]
+
+
+def test_the_width_rules_agree_with_what_fit_records_today() -> None:
+    """Each rule that reads an input width from fitted state gives, on every estimator today's
+    release fits, the ``n_features_in_`` that fit recorded, or nothing: never another width."""
+    import copy
+    import warnings
+
+    from sklearn.datasets import make_classification
+    from sklearn.utils import all_estimators
+
+    from alphapulse_onnx.loading.upgrades.fitted import input_width
+
+    X, y = make_classification(120, 7, n_informative=4, n_classes=3, random_state=0)
+    X = np.abs(X)  # some estimators take only non-negative input
+    agreed = 0
+    for name, cls in all_estimators():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                model = cls().fit(X, y)
+            except Exception:  # needs parameters, another input, or no y
+                continue
+        width = model.__dict__.get("n_features_in_")
+        if width is None:
+            continue
+        stripped = copy.deepcopy(model)
+        del stripped.__dict__["n_features_in_"]
+        found = input_width(stripped)
+        assert found is None or found[0] == width, (name, found, width)
+        agreed += found is not None
+    assert agreed >= 60

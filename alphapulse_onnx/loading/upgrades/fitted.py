@@ -93,10 +93,17 @@ RENAMED_ATTRIBUTES: tuple[tuple[str, str, str], ...] = (
 _STILL_READ = frozenset({"n_features_", "n_support_"})  # old names today's code also reads
 
 
+# (class name, old attribute) pairs the table above must not rename: RFE's ``n_features_`` is
+# the number of features it selected, not its input width.
+_NOT_RENAMED = frozenset({("RFE", "n_features_")})
+
+
 def renamed_attributes(estimator: Any, saved: Version, notes: list[str]) -> None:
     owners = {klass.__name__ for klass in type(estimator).__mro__}
     attributes = estimator.__dict__
     for owner, old, new in RENAMED_ATTRIBUTES:
+        if any((name, old) in _NOT_RENAMED for name in owners):
+            continue
         if owner in owners and old in attributes and new not in attributes:
             attributes[new] = attributes[old]
             if old not in _STILL_READ:
@@ -117,6 +124,278 @@ def derived_attributes(estimator: Any, saved: Version, notes: list[str]) -> None
     if name == "_BinMapper" and "is_categorical_" not in attributes:  # 0.24
         attributes["is_categorical_"] = np.zeros(len(attributes["bin_thresholds_"]), np.uint8)
         notes.append("HistGradientBoosting bins: no categorical features")
+
+
+# --- input width (n_features_in_, 0.24) and column names (feature_names_in_, 1.0) ---------------
+
+
+def _last(value: Any) -> int | None:
+    """An array's column count (its last axis), or a shape tuple's last entry."""
+    if value is None:
+        return None
+    if isinstance(value, tuple) and value and all(isinstance(v, (int, np.integer)) for v in value):
+        return int(value[-1])
+    shape: tuple[int, ...] = tuple(np.shape(value)) if hasattr(value, "shape") else ()
+    return int(shape[-1]) if shape else None
+
+
+def _length(value: Any) -> int | None:
+    return None if value is None or isinstance(value, str) else len(value)
+
+
+def _first_rows(value: Any) -> int | None:
+    """A network's first weight matrix: (inputs, units)."""
+    return int(np.shape(value[0])[0]) if isinstance(value, (list, tuple)) and value else None
+
+
+def _tree_features(value: Any) -> int | None:
+    width = getattr(value, "n_features", None)
+    return int(width) if isinstance(width, (int, np.integer)) else None
+
+
+def _number(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, np.integer)) else None
+
+
+# How wide the input of a fitted estimator is, read from state its release saved:
+# (class name in the MRO, attribute, reading). The first rule that answers wins; where none
+# does, ``n_features_in_`` stays absent and the signature says the input is unknown.
+INPUT_WIDTH: tuple[tuple[str, str, Callable[[Any], int | None]], ...] = (
+    ("RFE", "support_", _length),  # (its n_features_ counts the features kept)
+    ("BaseEstimator", "n_features_", _number),  # trees, forests, boosting, bagging before 1.0
+    ("ColumnTransformer", "_n_features", _number),
+    ("PolynomialFeatures", "n_input_features_", _number),
+    ("LinearModel", "coef_", _last),  # (n_targets, n_features) or (n_features,)
+    ("LinearClassifierMixin", "coef_", _last),  # (n_classes, n_features)
+    ("BaseSGD", "coef_", _last),
+    ("_GeneralizedLinearRegressor", "coef_", _last),
+    ("BaseLibSVM", "shape_fit_", _last),  # (n_samples, n_features); precomputed: n_samples
+    ("NeighborsBase", "_fit_X", _last),
+    ("NearestCentroid", "centroids_", _last),
+    ("GaussianNB", "theta_", _last),
+    ("_BaseDiscreteNB", "feature_count_", _last),
+    ("BaseMultilayerPerceptron", "coefs_", _first_rows),
+    ("BaseDecisionTree", "tree_", _tree_features),
+    ("StandardScaler", "mean_", _length),
+    ("StandardScaler", "scale_", _length),
+    ("StandardScaler", "var_", _length),
+    ("MinMaxScaler", "min_", _length),
+    ("MaxAbsScaler", "max_abs_", _length),
+    ("RobustScaler", "center_", _length),
+    ("RobustScaler", "scale_", _length),
+    ("SimpleImputer", "statistics_", _length),
+    ("_BaseEncoder", "categories_", _length),  # OneHotEncoder, OrdinalEncoder
+    ("KBinsDiscretizer", "bin_edges_", _length),
+    ("QuantileTransformer", "quantiles_", _last),
+    ("PowerTransformer", "lambdas_", _length),
+    ("VarianceThreshold", "variances_", _length),
+    ("_BaseFilter", "scores_", _length),  # SelectKBest, SelectPercentile, ...
+    ("_BasePCA", "components_", _last),
+    ("TruncatedSVD", "components_", _last),
+    ("KMeans", "cluster_centers_", _last),
+    ("_BaseKMeans", "cluster_centers_", _last),
+    ("BaseMixture", "means_", _last),
+    ("QuadraticDiscriminantAnalysis", "means_", _last),
+    ("KernelPCA", "X_fit_", _last),
+    ("KernelRidge", "X_fit_", _last),
+    ("GaussianProcessRegressor", "X_train_", _last),
+)
+
+# Meta-estimators whose fitted parts all read the whole input: (class name in the MRO, attribute
+# holding the parts). Bagging (and IsolationForest) is absent on purpose: its parts may see a
+# subset of the columns (it records ``n_features_`` itself); so is one-vs-one, whose parts of a
+# precomputed kernel see a subset of its columns.
+INPUT_WIDTH_PARTS: tuple[tuple[str, str], ...] = (
+    ("Pipeline", "steps"),  # its first step that is not passthrough
+    ("FeatureUnion", "transformer_list"),
+    ("BaseSearchCV", "best_estimator_"),
+    ("BaseForest", "estimators_"),
+    ("BaseGradientBoosting", "estimators_"),
+    ("BaseWeightBoosting", "estimators_"),  # AdaBoost (and apo's SAMME.R class)
+    ("_BaseVoting", "estimators_"),
+    ("_BaseStacking", "estimators_"),
+    ("OneVsRestClassifier", "estimators_"),
+    ("OutputCodeClassifier", "estimators_"),
+    ("_MultiOutputEstimator", "estimators_"),
+    ("_BaseChain", "estimators_"),  # the first of the chain reads the input alone
+    ("RANSACRegressor", "estimator_"),
+    ("SelectFromModel", "estimator_"),
+    ("TransformedTargetRegressor", "regressor_"),
+)
+# Parts after the first read something else (a pipeline's later steps, a chain's later links
+# read the input and the earlier links' answers): only the first may say.
+_FIRST_PART_ONLY = frozenset({"Pipeline", "_BaseChain"})
+_MAX_WIDTH_DEPTH = 12
+
+
+def input_width(estimator: Any, depth: int = 0) -> tuple[int, str] | None:
+    """The input width a fitted estimator's own state gives, and the attribute it came from;
+    ``None`` when nothing it saved says (a stateless transformer, an unfitted template)."""
+    attributes = getattr(estimator, "__dict__", {})
+    if _number(attributes.get("n_features_in_")) is not None:
+        return int(attributes["n_features_in_"]), "n_features_in_"
+    owners = {klass.__name__ for klass in type(estimator).__mro__}
+    for owner, attribute, read in INPUT_WIDTH:
+        if owner in owners and attribute in attributes:
+            try:
+                width = read(attributes[attribute])
+            except (TypeError, ValueError, IndexError):
+                width = None
+            if width is not None and width > 0:
+                return width, attribute
+    if depth >= _MAX_WIDTH_DEPTH:
+        return None
+    for owner, attribute in INPUT_WIDTH_PARTS:
+        if owner in owners and attribute in attributes:
+            first_only = owner in _FIRST_PART_ONLY
+            for i, part in enumerate(_fitted_parts(attributes[attribute], first_only=first_only)):
+                found = input_width(part, depth + 1)
+                if found is not None:
+                    return found[0], f"{attribute}[{i}].{found[1]}"
+    return None
+
+
+def _fitted_parts(value: Any, first_only: bool) -> list[Any]:
+    """The estimators a meta-estimator holds, in order: lists, (name, estimator) pairs, object
+    arrays; "drop"/"passthrough" skipped (a pipeline's passthrough keeps the input as it is)."""
+    from sklearn.base import BaseEstimator
+
+    if isinstance(value, BaseEstimator):
+        return [value]
+    items = value.ravel() if isinstance(value, np.ndarray) and value.dtype == object else value
+    if not isinstance(items, (list, tuple, np.ndarray)):
+        return []
+    parts = []
+    for item in items:
+        if isinstance(item, tuple) and len(item) >= 2:
+            item = item[1]
+        if item is None or isinstance(item, str):
+            continue
+        if isinstance(item, BaseEstimator):
+            parts.append(item)
+        if first_only:
+            break  # a pipeline's width is its first real step's, whatever that step knows
+    return parts
+
+
+def _width_is_derived(cls: type) -> bool:
+    """Classes whose ``n_features_in_`` is a property (pipelines, searches, voting, stacking):
+    they read it from their parts, which get their own."""
+    for klass in cls.__mro__:
+        if "n_features_in_" in vars(klass):
+            return isinstance(vars(klass)["n_features_in_"], property)
+    return False
+
+
+def input_width_upgrade(estimator: Any, saved: Version, notes: list[str]) -> None:
+    """``n_features_in_`` (recorded at fit since 0.24; 1.0 for a few) from the fitted state that
+    gives the width: today's ``predict`` checks it, and the signature reads it."""
+    if "n_features_in_" in estimator.__dict__ or _width_is_derived(type(estimator)):
+        return
+    found = input_width(estimator)
+    if found is None:
+        return
+    estimator.__dict__["n_features_in_"] = found[0]
+    notes.append(f"{type(estimator).__name__}.n_features_in_ set from {found[1]}")
+
+
+def column_transformer_names(estimator: Any, saved: Version, notes: list[str]) -> None:
+    """A ColumnTransformer fit on a DataFrame before 1.0 recorded the frame's columns privately
+    (``_feature_names_in`` 0.22-0.24, ``_df_columns`` from 0.20 when it selected by name): they
+    become ``feature_names_in_``, and each transformer's columns their positions in it
+    (``_transformer_to_input_indices``), which today's ``transform`` selects by name with."""
+    attributes = estimator.__dict__
+    transformers = attributes.get("transformers_")
+    if "feature_names_in_" in attributes or not isinstance(transformers, list):
+        return
+    recorded = attributes.get("_feature_names_in")
+    if recorded is None:
+        recorded = attributes.get("_df_columns")
+    if recorded is None:
+        return  # fit on an array: its columns have no names, and need none
+    names = np.asarray([str(name) for name in recorded], dtype=object)
+    if len(set(names)) != len(names) or (attributes.get("_n_features") not in (None, len(names))):
+        return
+    indices: dict[str, list[int]] = {}
+    for item in transformers:
+        if not (isinstance(item, tuple) and len(item) == 3):
+            return
+        picked = _column_positions(item[2], list(names))
+        if picked is None:
+            return  # a selector apo cannot resolve to positions: leave the model as it was
+        indices[str(item[0])] = picked
+    if "remainder" not in indices:
+        remainder = attributes.get("_remainder")
+        rest = remainder[2] if isinstance(remainder, tuple) and len(remainder) == 3 else None
+        indices["remainder"] = _column_positions(rest, list(names)) or []
+    attributes["feature_names_in_"] = names
+    if "_transformer_to_input_indices" not in attributes:
+        attributes["_transformer_to_input_indices"] = indices
+    notes.append("ColumnTransformer.feature_names_in_ set from the columns it was fit on")
+
+
+def column_transformer_passthrough(estimator: Any, saved: Version, notes: list[str]) -> None:
+    """Since 1.4 a fitted ColumnTransformer holds its passthrough columns' identity transformer
+    in ``transformers_``, and ``transform`` no longer replaces the string "passthrough" itself."""
+    transformers = estimator.__dict__.get("transformers_")
+    if RUNNING < (1, 4) or not isinstance(transformers, list):
+        return
+    from sklearn.preprocessing import FunctionTransformer
+
+    fitted = estimator.__dict__.get("_name_to_fitted_passthrough") or {}  # 1.2-1.3 kept it here
+    names = estimator.__dict__.get("feature_names_in_")
+    changed = False
+    for i, item in enumerate(transformers):
+        if not (isinstance(item, tuple) and len(item) == 3 and isinstance(item[1], str)
+                and item[1] == "passthrough"):  # fmt: skip
+            continue
+        identity = fitted.get(item[0])
+        if identity is None:
+            identity = FunctionTransformer(accept_sparse=True, check_inverse=False,
+                                           feature_names_out="one-to-one")  # fmt: skip
+            positions = _column_positions(item[2], list(names) if names is not None else [])
+            if positions is not None:
+                identity.n_features_in_ = len(positions)
+                if names is not None:
+                    identity.feature_names_in_ = np.asarray(names)[positions]
+        transformers[i] = (item[0], identity, item[2])
+        changed = True
+    if changed:
+        notes.append("ColumnTransformer passthrough columns as an identity FunctionTransformer "
+                     "(the layout since 1.4)")  # fmt: skip
+
+
+def _column_positions(columns: Any, names: list[str]) -> list[int] | None:
+    """A saved column selector as positions among the fitted columns; ``None`` if unknown."""
+    if columns is None:
+        return []
+    position = {name: i for i, name in enumerate(names)}
+    if isinstance(columns, str):
+        return [position[columns]] if columns in position else None
+    if isinstance(columns, (int, np.integer)) and not isinstance(columns, (bool, np.bool_)):
+        return [int(columns)]
+    if isinstance(columns, slice):
+        if all(isinstance(e, (str, type(None))) for e in (columns.start, columns.stop)):
+            start = position.get(columns.start, 0) if columns.start is not None else 0
+            stop = position.get(columns.stop) if columns.stop is not None else len(names) - 1
+            if stop is None or (columns.start is not None and columns.start not in position):
+                return None
+            return list(range(start, stop + 1))  # label slices include their end
+        return list(range(len(names)))[columns]
+    if callable(columns) or not hasattr(columns, "__iter__"):
+        return None
+    items = list(columns)
+    if items and all(isinstance(c, (bool, np.bool_)) for c in items):
+        return [i for i, keep in enumerate(items) if keep] if len(items) == len(names) else None
+    out = []
+    for item in items:
+        if isinstance(item, str) and item in position:
+            out.append(position[item])
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+            out.append(int(item))
+        else:
+            return None
+    return out
 
 
 def one_hot_encoder(estimator: Any, saved: Version, notes: list[str]) -> None:
@@ -320,7 +599,8 @@ def _retired(value: Any) -> bool:
 
 # Class name (any in the MRO) -> translations, applied in order to each estimator in a model.
 TRANSLATIONS: dict[str, tuple[Translation, ...]] = {
-    "BaseEstimator": (renamed_attributes, derived_attributes),
+    "BaseEstimator": (renamed_attributes, derived_attributes, input_width_upgrade),
+    "ColumnTransformer": (column_transformer_names, column_transformer_passthrough),
     "BaseLibSVM": (libsvm,),
     "OneHotEncoder": (one_hot_encoder,),
     "BaseSVC": (ovr_confidences_note,),
