@@ -12,7 +12,8 @@ nox.options.sessions = ["tests", "lint", "typecheck", "examples"]
 def tests(session: nox.Session) -> None:
     """The whole test suite (the README's test command, in a fresh environment)."""
     session.install("-e", ".[dev]")
-    session.run("python", "-m", "pytest", *(session.posargs or ["-n", "auto"]))
+    every_core = ["-n", "auto", "--dist", "loadscope"]  # the README's test command
+    session.run("python", "-m", "pytest", *(session.posargs or every_core))
 
 
 @nox.session
