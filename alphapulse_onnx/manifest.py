@@ -396,6 +396,27 @@ def resolve_path(target: Path) -> Path:
     return default_out if not here.is_file() and default_out.is_file() else here
 
 
+LISTING_SEARCH_DEPTH = 8  # folders above an artifact searched for the manifest that lists it
+
+
+def listing_of(artifact: Path) -> tuple[Path, Manifest, ManifestEntry] | None:
+    """The manifest beside or above ``artifact`` that lists it (its path, the manifest and the
+    artifact's entry), or None: how `apo predict` and `apo info` take an artifact's path."""
+    target = artifact.resolve()
+    folder = target.parent
+    for _ in range(LISTING_SEARCH_DEPTH):
+        candidate = folder / MANIFEST_NAME
+        if candidate.is_file():
+            manifest = read(candidate)
+            for entry in manifest.models:
+                if entry.artifact and (folder / entry.artifact.path).resolve() == target:
+                    return candidate, manifest, entry
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    return None
+
+
 def read(path: Path) -> Manifest:
     path = resolve_path(path)
     try:

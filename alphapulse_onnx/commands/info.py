@@ -23,7 +23,6 @@ from alphapulse_onnx.loading import MODEL_SUFFIXES
 from alphapulse_onnx.manifest import Manifest, ManifestEntry
 from alphapulse_onnx.measurements import BenchRecord, Machine
 
-_MANIFEST_SEARCH_DEPTH = 8  # folders above an artifact searched for its manifest
 KINDS = {"string": "text", "int64": "integer", "float32": "number", "float64": "number"}
 
 
@@ -191,29 +190,13 @@ def find_entry(manifest: Manifest, key: str, path: Path) -> ManifestEntry:
     )
 
 
-def _manifest_of_artifact(artifact: Path) -> tuple[Path, Manifest, ManifestEntry] | None:
-    target = artifact.resolve()
-    folder = target.parent
-    for _ in range(_MANIFEST_SEARCH_DEPTH):
-        candidate = folder / manifest_io.MANIFEST_NAME
-        if candidate.is_file():
-            manifest = manifest_io.read(candidate)
-            for entry in manifest.models:
-                if entry.artifact and (folder / entry.artifact.path).resolve() == target:
-                    return candidate, manifest, entry
-        if folder.parent == folder:
-            break
-        folder = folder.parent
-    return None
-
-
 def run(options: InfoOptions) -> ModelInfo:
     spec = options.model
     if spec.lower().endswith(".onnx"):
         path = Path(spec)
         if not path.is_file():
             raise InputError("no such artifact", path=path)
-        found = _manifest_of_artifact(path)
+        found = manifest_io.listing_of(path)
         if found is None:
             raise InputError(
                 f"no {manifest_io.MANIFEST_NAME} beside or above it lists this artifact",

@@ -33,7 +33,6 @@ from alphapulse_onnx.store import Model, Store
 
 DEFAULT_STORE = Path("models/onnx")
 DEFAULT_CHUNK_SIZE = 10_000
-_MANIFEST_SEARCH_DEPTH = 8  # folders above an artifact searched for its manifest
 
 
 @dataclass(frozen=True)
@@ -119,23 +118,6 @@ class PredictResult:
         }
 
 
-def _manifest_listing(artifact: Path) -> tuple[Path, str] | None:
-    """The manifest beside or above ``artifact`` that lists it, and the model's name there."""
-    target = artifact.resolve()
-    folder = target.parent
-    for _ in range(_MANIFEST_SEARCH_DEPTH):
-        candidate = folder / manifest_io.MANIFEST_NAME
-        if candidate.is_file():
-            manifest = manifest_io.read(candidate)
-            for entry in manifest.models:
-                if entry.artifact and (folder / entry.artifact.path).resolve() == target:
-                    return candidate, entry.name
-        if folder.parent == folder:
-            break
-        folder = folder.parent
-    return None
-
-
 def resolve_manifest(spec: str, store: Path) -> tuple[Path, str]:
     """The manifest and model name ``spec`` means, without opening any session.
 
@@ -146,14 +128,15 @@ def resolve_manifest(spec: str, store: Path) -> tuple[Path, str]:
     if spec.lower().endswith(".onnx") or (path.suffix and path.is_file()):
         if not path.is_file():
             raise InputError("no such artifact", path=path)
-        found = _manifest_listing(path)
+        found = manifest_io.listing_of(path)
         if found is None:
             raise InputError(
                 f"no {manifest_io.MANIFEST_NAME} beside or above it lists this artifact",
                 path=path,
                 hint="pass the model's name with --store, or rerun `apo convert`",
             )
-        return found
+        manifest_path, _, entry = found
+        return manifest_path, entry.name
     manifest_path = manifest_io.resolve_path(store)
     manifest = manifest_io.read(manifest_path)
     try:
