@@ -46,7 +46,7 @@ LABELS: dict[Cause, tuple[str, str]] = {
     "user-code": ("refused: user code", "refused: user code"),
     "refused": ("refused: unsafe file", "refused as unsafe"),
     "not-importable": ("trusted code missing", "trusted code that cannot be imported here"),
-    "library-versions": ("other library versions", "saved by library versions not installed"),
+    "library-versions": ("other library versions", "saved by library versions apo cannot bridge"),
     "unreadable": ("corrupt or not a model", "corrupt or not a model"),
     "no-converter": ("no converter", "without an ONNX converter"),
     "converter-failed": ("converter failed", "failed in the converter"),
