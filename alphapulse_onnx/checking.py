@@ -11,6 +11,7 @@ it has no header); the others are probed with generated rows, and their probe sa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from alphapulse_onnx.column_probes import from_frame, generate_columns
 from alphapulse_onnx.datafiles.samples import select_features
 from alphapulse_onnx.errors import ApoError, ConversionError, InputError, first_line
 from alphapulse_onnx.feeds import probe_feeds
-from alphapulse_onnx.input_contract import WHAT, InputContract
+from alphapulse_onnx.input_contract import WHAT, InputContract, Kind
 from alphapulse_onnx.signature import InputSignature
 
 
@@ -177,22 +178,33 @@ def prove_contract(model: Any, signature: InputSignature, artifact: conversion.A
     scikit-learn does on probe rows holding it; with a note for each kind so refused."""
     served = input_contract.served(contract, artifact.precision)
     notes: list[str] = []
-    for kind, rows in input_contract.hostile_probes(served, signature, probe).items():
+    for kind, hostile, failed in _hostile_parity(
+        model, signature, artifact, probe, served, providers=providers, tolerance=tolerance
+    ):
+        if failed is None:
+            served = served.with_proven(kind, hostile.rows)
+            continue
+        reason = f"its artifact does not answer {WHAT[kind]} as scikit-learn does ({failed})"
+        served = served.refusing(kind, reason)
+        notes.append(f"{WHAT[kind]} are refused: {reason}")
+    return served, tuple(notes)
+
+
+def _hostile_parity(model: Any, signature: InputSignature, artifact: conversion.Artifact,
+                    probe: probing.Probe, contract: InputContract, *,
+                    providers: tuple[str, ...], tolerance: parity.Tolerance,
+                    ) -> Iterator[tuple[Kind, probing.Probe, str | None]]:  # fmt: skip
+    """Parity on probe rows holding each kind of value ``contract`` admits: the kind, its probe,
+    and why the artifact failed on it (None when it answered as scikit-learn does)."""
+    for kind, rows in input_contract.hostile_probes(contract, signature, probe).items():
         hostile = _hostile_probe(rows, f"{probe.kind}+{kind}")
         try:
             report, _ = check_artifact(model, signature, artifact, hostile, providers=providers,
                                        tolerance=tolerance)  # fmt: skip
         except Exception as exc:  # scikit-learn refusing some such rows, or onnxruntime failing
-            why = first_line(exc, 120)
+            yield kind, hostile, first_line(exc, 120)
         else:
-            if report.passed:
-                served = served.with_proven(kind, hostile.rows)
-                continue
-            why = report.reason or "parity failed"
-        reason = f"its artifact does not answer {WHAT[kind]} as scikit-learn does ({why})"
-        served = served.refusing(kind, reason)
-        notes.append(f"{WHAT[kind]} are refused: {reason}")
-    return served, tuple(notes)
+            yield kind, hostile, None if report.passed else (report.reason or "parity failed")
 
 
 def recheck_contract(model: Any, signature: InputSignature, artifact: conversion.Artifact,
@@ -205,16 +217,17 @@ def recheck_contract(model: Any, signature: InputSignature, artifact: conversion
     own = input_contract.determine(model, signature, probe)
     labels = input_contract.column_labels(signature)
     for kind in input_contract.KINDS:
-        now_refused = [
-            label
-            for label in labels
-            if recorded.rule(label).allows(kind) and not own.rule(label).allows(kind)
-        ]
         if kind == "big":
             now_refused = [
                 label
                 for label in labels
                 if _beyond(recorded.rule(label).max_abs, own.rule(label).max_abs)
+            ]
+        else:
+            now_refused = [
+                label
+                for label in labels
+                if recorded.rule(label).allows(kind) and not own.rule(label).allows(kind)
             ]
         if now_refused:
             problems.append(
@@ -223,16 +236,11 @@ def recheck_contract(model: Any, signature: InputSignature, artifact: conversion
             )
     if problems:
         return tuple(problems)
-    for kind, rows in input_contract.hostile_probes(recorded, signature, probe).items():
-        hostile = _hostile_probe(rows, f"{probe.kind}+{kind}")
-        try:
-            report, _ = check_artifact(model, signature, artifact, hostile, providers=providers,
-                                       tolerance=tolerance)  # fmt: skip
-        except Exception as exc:  # scikit-learn refusing some such rows, or onnxruntime failing
-            problems.append(f"parity on rows with {WHAT[kind]} failed: {first_line(exc, 120)}")
-            continue
-        if not report.passed:
-            problems.append(f"parity on rows with {WHAT[kind]} failed: {report.reason}")
+    for kind, _, failed in _hostile_parity(
+        model, signature, artifact, probe, recorded, providers=providers, tolerance=tolerance
+    ):
+        if failed is not None:
+            problems.append(f"parity on rows with {WHAT[kind]} failed: {failed}")
     return tuple(problems)
 
 

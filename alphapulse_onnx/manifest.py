@@ -21,7 +21,13 @@ from typing import Any, Literal
 
 from alphapulse_onnx import __version__
 from alphapulse_onnx._fsutil import atomic_write_text, sha256_bytes, sha256_file
-from alphapulse_onnx.errors import ManifestError, TamperError, UnknownModelError, quoted
+from alphapulse_onnx.errors import (
+    InputError,
+    ManifestError,
+    TamperError,
+    UnknownModelError,
+    quoted,
+)
 from alphapulse_onnx.input_contract import InputContract
 from alphapulse_onnx.measurements import BenchRecord, Machine, SessionRecord, json_object
 from alphapulse_onnx.parity import ParityReport, Tolerance
@@ -399,9 +405,12 @@ def resolve_path(target: Path) -> Path:
 LISTING_SEARCH_DEPTH = 8  # folders above an artifact searched for the manifest that lists it
 
 
-def listing_of(artifact: Path) -> tuple[Path, Manifest, ManifestEntry] | None:
+def listing_of(artifact: Path, hint: str) -> tuple[Path, Manifest, ManifestEntry]:
     """The manifest beside or above ``artifact`` that lists it (its path, the manifest and the
-    artifact's entry), or None: how `apo predict` and `apo info` take an artifact's path."""
+    artifact's entry): how `apo predict` and `apo info` take an artifact's path. A missing or
+    unlisted artifact is an input error with ``hint``."""
+    if not artifact.is_file():
+        raise InputError("no such artifact", path=artifact)
     target = artifact.resolve()
     folder = target.parent
     for _ in range(LISTING_SEARCH_DEPTH):
@@ -414,7 +423,9 @@ def listing_of(artifact: Path) -> tuple[Path, Manifest, ManifestEntry] | None:
         if folder.parent == folder:
             break
         folder = folder.parent
-    return None
+    raise InputError(
+        f"no {MANIFEST_NAME} beside or above it lists this artifact", path=artifact, hint=hint
+    )
 
 
 def read(path: Path) -> Manifest:

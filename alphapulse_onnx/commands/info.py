@@ -193,17 +193,9 @@ def find_entry(manifest: Manifest, key: str, path: Path) -> ManifestEntry:
 def run(options: InfoOptions) -> ModelInfo:
     spec = options.model
     if spec.lower().endswith(".onnx"):
-        path = Path(spec)
-        if not path.is_file():
-            raise InputError("no such artifact", path=path)
-        found = manifest_io.listing_of(path)
-        if found is None:
-            raise InputError(
-                f"no {manifest_io.MANIFEST_NAME} beside or above it lists this artifact",
-                path=path,
-                hint="pass the model's name with --store",
-            )
-        manifest_path, manifest, entry = found
+        manifest_path, manifest, entry = manifest_io.listing_of(
+            Path(spec), hint="pass the model's name with --store"
+        )
         return ModelInfo(manifest_path, entry, manifest.machine, manifest.tool)
     manifest_path = manifest_io.resolve_path(options.store)
     manifest = manifest_io.read(manifest_path)

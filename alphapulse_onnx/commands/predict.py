@@ -126,16 +126,9 @@ def resolve_manifest(spec: str, store: Path) -> tuple[Path, str]:
     """
     path = Path(spec)
     if spec.lower().endswith(".onnx") or (path.suffix and path.is_file()):
-        if not path.is_file():
-            raise InputError("no such artifact", path=path)
-        found = manifest_io.listing_of(path)
-        if found is None:
-            raise InputError(
-                f"no {manifest_io.MANIFEST_NAME} beside or above it lists this artifact",
-                path=path,
-                hint="pass the model's name with --store, or rerun `apo convert`",
-            )
-        manifest_path, _, entry = found
+        manifest_path, _, entry = manifest_io.listing_of(
+            path, hint="pass the model's name with --store, or rerun `apo convert`"
+        )
         return manifest_path, entry.name
     manifest_path = manifest_io.resolve_path(store)
     manifest = manifest_io.read(manifest_path)
