@@ -24,6 +24,8 @@ from alphapulse_onnx.errors import (
     UnsupportedModelError,
     UntrustedModelError,
 )
+from alphapulse_onnx.loading import MODEL_LIBRARIES
+from alphapulse_onnx.loading.roles import THIRD_PARTY_ESTIMATORS
 
 Cause = Literal[
     "user-code",
@@ -63,13 +65,22 @@ _NO_CONVERTER = re.compile(r"no ONNX converter for ([\w.]+)")
 _SAVED_BY = re.compile(r"saved by \S+ [\d.]+: ")
 
 
+# Packages whose names a file may reference without being user code: a refused name from one of
+# them (sklearn.base.BaseEstimator, FrozenEstimator) is a gadget the loader does not admit.
+_LIBRARIES = frozenset(
+    {*MODEL_LIBRARIES, *(package.split(".")[0] for package in THIRD_PARTY_ESTIMATORS)}
+    | {"pandas", "pyarrow", "joblib", "__builtin__", "copy_reg"}
+)
+
+
 def _is_user_code(message: str) -> bool:
-    """A refusal that names a class outside Python's own library (code from the training run)."""
+    """A refusal that names a class outside Python's and the model libraries' own code (code
+    from the training run)."""
     found = _REFERENCES.search(message)
     if found is None:
         return False
     top = found.group(1).split(".")[0]
-    return top not in sys.stdlib_module_names and top not in ("__builtin__", "copy_reg")
+    return top not in sys.stdlib_module_names and top not in _LIBRARIES
 
 
 def _load_cause(message: str) -> Cause:

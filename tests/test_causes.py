@@ -32,6 +32,8 @@ def _load_error(path: Path, policy: loading.TrustPolicy = loading.DEFAULT_POLICY
         pytest.param(b"csrc.prep\nCleaner\n)\x81.", "user-code", "src.prep.Cleaner",
                      id="project-module-class"),
         pytest.param(b"(S'echo hi'\nios\nsystem\n.", "refused", "os.system", id="os-system"),
+        pytest.param(b"csklearn.frozen\nFrozenEstimator\n)\x81.", "refused",
+                     "sklearn.frozen.FrozenEstimator", id="library-gadget-class"),
         pytest.param(b"\x80\x05garbage", "unreadable", "model.pkl", id="corrupt"),
         pytest.param(b"", "unreadable", "model.pkl", id="empty"),
     ],
@@ -47,6 +49,14 @@ def test_loader_errors_are_classified_by_class_and_named(
     assert causes.detail_of(causes.cause_of(exc, "load", line), line, None, "m/model.pkl") == detail
     # A manifest written before causes were recorded: the stage and line give the same answer.
     assert causes.cause_of(None, "load", line) == cause
+
+
+def test_a_library_name_the_loader_does_not_admit_is_not_offered_to_trust(tmp_path: Path) -> None:
+    path = tmp_path / "model.pkl"
+    path.write_bytes(b"csklearn.base\nBaseEstimator\n)\x81.")  # a mixin, never a fitted model
+    exc = _load_error(path)
+    assert causes.cause_of(exc, "load", str(exc)) == "refused"
+    assert "never holds sklearn.base.BaseEstimator: do not use this file" in str(exc)
 
 
 def test_a_trusted_class_that_cannot_be_imported_is_its_own_cause(tmp_path: Path) -> None:

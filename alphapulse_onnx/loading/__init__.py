@@ -52,7 +52,7 @@ MODEL_SUFFIXES: dict[str, ModelFormat] = {
 MEMORY_PER_FILE_BYTE = 100
 MEMORY_FLOOR = 256 * 2**20
 MEMORY_CEILING = 4 * 2**30
-_MODEL_LIBRARIES = ("sklearn", "numpy", "scipy", "lightgbm", "xgboost")
+MODEL_LIBRARIES = ("sklearn", "numpy", "scipy", "lightgbm", "xgboost")
 
 __all__ = [
     "MODEL_SUFFIXES",
@@ -258,7 +258,7 @@ def _read(path: Path, fmt: ModelFormat, policy: TrustPolicy, limit: int) -> _Rea
 
 def _not_admitted(path: Path, module: str, name: str) -> ModelLoadError:
     dotted = f"{module}.{name}"
-    if module.split(".")[0] in _MODEL_LIBRARIES and _missing_here(module, name):
+    if module.split(".")[0] in MODEL_LIBRARIES and _missing_here(module, name):
         return ModelLoadError(
             f"the file needs {dotted}, which the installed libraries lack "
             f"(saved with scikit-learn {upgrades.saved_sklearn_version(path) or 'unknown'}, "
@@ -281,9 +281,17 @@ def _not_admitted(path: Path, module: str, name: str) -> ModelLoadError:
         )
     elif top in sys.stdlib_module_names or top in ("__builtin__", "copy_reg"):
         hint = "model files never need Python's own functions: do not use this file"
+    elif top in MODEL_LIBRARIES:
+        # Present here but not admitted: not an estimator or a fitted helper type, so a fitted
+        # model never holds it; the names attackers chain (forwarders, callers) look like this.
+        hint = (
+            f"a fitted {top} model never holds {dotted}: do not use this file; only if you "
+            f"made it yourself, rerun with --trust {dotted}"
+        )
     else:
-        hint = f"if you trust this file and its code, rerun with --trust {dotted}" + (
-            "" if top in _MODEL_LIBRARIES else " and a converter plugin"
+        hint = (
+            f"if you trust this file and its code, rerun with --trust {dotted} "
+            "and a converter plugin"
         )
     return UntrustedModelError(
         f"refused to load: the file references {dotted}, which apo's loader does not admit "
