@@ -18,6 +18,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from alphapulse_onnx.loading import TrustPolicy
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One worker per core (pytest -n auto): BLAS and OpenMP pools that each want every core spin
     # against the other worker's (one test ran 7x slower). One thread each, here and in the
@@ -121,3 +123,37 @@ def old_release(origin_cache: Path) -> Callable[[str], Any]:
         return environments.create(check.spec_for(version), origin_cache)
 
     return get
+
+
+# --- the red-team sink ---------------------------------------------------------------------------
+# A function that touches a marker file: what hostile test files try to reach. Trusting it by name
+# (SINK_POLICY) lets a file name it, so a refusal proves the loader refused the call, not the name.
+SINK = "apo_redteam_sink.touch"
+SINK_POLICY = TrustPolicy(trusted=(SINK,))
+_SINK_MODULE = """
+import os
+from pathlib import Path
+
+def touch(*args, **kwargs):
+    Path(os.environ["APO_REDTEAM_MARKER"]).touch()
+    return 0
+"""
+
+
+@pytest.fixture
+def marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The marker file the sink touches (it must never appear), with the sink importable."""
+    folder = tmp_path / "sinklib"
+    folder.mkdir()
+    (folder / "apo_redteam_sink.py").write_text(_SINK_MODULE)
+    monkeypatch.syspath_prepend(str(folder))
+    path = tmp_path / "PWNED"
+    monkeypatch.setenv("APO_REDTEAM_MARKER", str(path))
+    return path
+
+
+def sink() -> Callable[..., Any]:
+    """The sink function itself (after ``marker``), for tests that pickle a real call to it."""
+    import apo_redteam_sink  # type: ignore[import-not-found]  # written by ``marker``
+
+    return apo_redteam_sink.touch  # type: ignore[no-any-return]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copyreg
 import datetime
 import pickle
-import textwrap
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,8 @@ from sklearn.preprocessing import FunctionTransformer
 from alphapulse_onnx import loading
 from alphapulse_onnx.errors import ModelLoadError
 from alphapulse_onnx.loading import TrustPolicy, frames
+
+from .conftest import SINK, SINK_POLICY, sink
 
 OLD_PANDAS = Path(__file__).parent / "data" / "old_pandas"
 ENCODERS = TrustPolicy(trusted=("category_encoders",))
@@ -264,19 +265,6 @@ def test_old_column_transformer_keeps_its_columns_and_answers() -> None:
 
 # --- red team ------------------------------------------------------------------------------------
 
-SINK = "apo_frames_sink.touch"
-SINK_MODULE = textwrap.dedent(
-    """
-    import os
-    from pathlib import Path
-
-    def touch(*args, **kwargs):
-        Path(os.environ["APO_FRAMES_MARKER"]).touch()
-        return 0
-    """
-)
-POLICY = TrustPolicy(trusted=(SINK,))
-
 
 class _Call:
     """Pickles as ``fn(*args)``, then ``BUILD state`` when given: how an attacker writes a file
@@ -432,25 +420,8 @@ def _hostile(sink: Callable[..., Any]) -> dict[str, tuple[Any, str]]:
     }
 
 
-@pytest.fixture
-def marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "sinklib"
-    folder.mkdir()
-    (folder / "apo_frames_sink.py").write_text(SINK_MODULE)
-    monkeypatch.syspath_prepend(str(folder))
-    path = tmp_path / "PWNED"
-    monkeypatch.setenv("APO_FRAMES_MARKER", str(path))
-    return path
-
-
-def _sink() -> Callable[..., Any]:
-    import apo_frames_sink  # type: ignore[import-not-found]  # written by the fixture
-
-    return apo_frames_sink.touch  # type: ignore[no-any-return]
-
-
 def test_the_sink_runs_when_called(marker: Path) -> None:
-    _sink()()
+    sink()()
     assert marker.exists()  # so its absence below means nothing called it
 
 
@@ -458,11 +429,11 @@ def test_the_sink_runs_when_called(marker: Path) -> None:
 def test_hostile_pandas_data_is_refused_in_one_line(
     tmp_path: Path, marker: Path, name: str
 ) -> None:
-    obj, expected = _hostile(_sink())[name]
+    obj, expected = _hostile(sink())[name]
     path = tmp_path / f"{name}.pkl"
     path.write_bytes(pickle.dumps(obj, protocol=2))
     with pytest.raises(ModelLoadError) as info:
-        loading.load(path, POLICY)
+        loading.load(path, SINK_POLICY)
     message = str(info.value)
     assert "refused to load" in message and expected in message, message
     assert "\n" not in message and "Traceback" not in message

@@ -18,7 +18,6 @@ import json
 import os
 import pickle
 import struct
-import textwrap
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,18 +37,7 @@ from alphapulse_onnx.cli import app
 from alphapulse_onnx.errors import ModelLoadError
 from alphapulse_onnx.loading import TrustPolicy
 
-SINK = "apo_redteam_sink.touch"
-SINK_MODULE = textwrap.dedent(
-    """
-    import os
-    from pathlib import Path
-
-    def touch(*args, **kwargs):
-        Path(os.environ["APO_REDTEAM_MARKER"]).touch()
-        return 0
-    """
-)
-POLICY = TrustPolicy(trusted=(SINK,))
+from .conftest import SINK, SINK_POLICY, sink
 
 
 class Asm:
@@ -130,7 +118,7 @@ def _bomb_stream(total: int) -> Iterator[bytes]:
 def _hostile() -> dict[str, tuple[bytes, str]]:
     """Name -> (file bytes, what the refusal must name). The sink module must be importable."""
     model = _fitted()
-    scorer = make_scorer(_sink())  # a real scorer whose score function is the sink
+    scorer = make_scorer(sink())  # a real scorer whose score function is the sink
     lr = "sklearn.linear_model._logistic.LogisticRegression"
 
     def inline(obj: Any) -> Callable[[Asm], Asm]:
@@ -323,30 +311,13 @@ def _hostile() -> dict[str, tuple[bytes, str]]:
     return files
 
 
-def _sink() -> Callable[..., Any]:
-    import apo_redteam_sink  # type: ignore[import-not-found]  # written by the fixture
-
-    return apo_redteam_sink.touch  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "sinklib"
-    folder.mkdir()
-    (folder / "apo_redteam_sink.py").write_text(SINK_MODULE)
-    monkeypatch.syspath_prepend(str(folder))
-    path = tmp_path / "PWNED"
-    monkeypatch.setenv("APO_REDTEAM_MARKER", str(path))
-    return path
-
-
 @pytest.fixture
 def hostile(marker: Path) -> dict[str, tuple[bytes, str]]:
     return _hostile()
 
 
 def test_the_sink_really_runs_when_called(marker: Path) -> None:
-    _sink()()
+    sink()()
     assert marker.exists()  # so its absence below means nothing called it
 
 
@@ -373,7 +344,7 @@ def test_each_hostile_file_is_refused_by_the_loader(
         path = tmp_path / f"{name}.pkl"
         path.write_bytes(data)
         with pytest.raises(ModelLoadError) as info:
-            loading.load(path, POLICY)
+            loading.load(path, SINK_POLICY)
         _check_line(str(info.value), expected)
         assert str(info.value).startswith(str(path)), name
     assert not marker.exists()
@@ -388,7 +359,7 @@ def test_compressed_hostile_files_are_refused_too(
         path = tmp_path / f"{name}.joblib"
         path.write_bytes(zlib.compress(data))
         with pytest.raises(ModelLoadError) as info:
-            loading.load(path, POLICY)
+            loading.load(path, SINK_POLICY)
         _check_line(str(info.value), expected)
     assert not marker.exists()
 
@@ -396,13 +367,13 @@ def test_compressed_hostile_files_are_refused_too(
 def test_payload_nested_in_a_real_fitted_model_is_refused(tmp_path: Path, marker: Path) -> None:
     """The variant that converted cleanly before: a real LogisticRegression holding a payload."""
     model = _fitted()
-    scorer = make_scorer(_sink())
+    scorer = make_scorer(sink())
     model.report_ = _Call(scorer, (model, np.zeros((2, 3)), np.array([0, 1])))
     for compress in (0, 3):
         path = tmp_path / f"model{compress}.joblib"
         joblib.dump(model, path, compress=compress)
         with pytest.raises(ModelLoadError) as info:
-            loading.load(path, POLICY)
+            loading.load(path, SINK_POLICY)
         _check_line(str(info.value), "calls an instance of")
     assert not marker.exists()
 
@@ -536,7 +507,7 @@ def test_former_gadget_classes_are_not_admitted(tmp_path: Path, marker: Path, do
     path = tmp_path / "gadget.pkl"
     path.write_bytes(Asm().bare(dotted).done())
     with pytest.raises(ModelLoadError) as info:
-        loading.load(path, POLICY)
+        loading.load(path, SINK_POLICY)
     _check_line(str(info.value), dotted)
     assert "does not admit" in str(info.value) or "lack" in str(info.value)
     assert not marker.exists()
