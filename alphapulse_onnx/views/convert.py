@@ -13,7 +13,7 @@ from rich.status import Status
 from alphapulse_onnx import causes, render
 from alphapulse_onnx.commands.convert import ConvertEvent, ConvertOptions
 from alphapulse_onnx.commands.events import EnvironmentReady, EnvironmentStarted, Started
-from alphapulse_onnx.manifest import ManifestEntry, OriginRecord
+from alphapulse_onnx.manifest import ManifestEntry
 from alphapulse_onnx.render import Column
 from alphapulse_onnx.views import cells
 
@@ -104,11 +104,6 @@ def failure(entry: ManifestEntry) -> causes.Failure:
 
 def failure_groups(outcome: ConvertOutcome) -> list[causes.Group]:
     return causes.group(failure(e) for e in outcome.failed)
-
-
-def origin_cell(record: OriginRecord | None) -> str:
-    """The origin check in a cell (kept here for views that imported it from this module)."""
-    return cells.origin(record)
 
 
 def summary(outcome: ConvertOutcome) -> dict[str, Any]:
